@@ -1,0 +1,155 @@
+# trident — GNU Makefile
+#
+#   make                      build daemon, tools and tests into $(BUILD)
+#   make check                build normal, ASan+UBSan and TSan variants, run every test
+#   make SANITIZER=address    ASan+UBSan build (also: undefined, thread) into build-$(SANITIZER)
+#   make demo                 replay the shipped recordings with the shipped model
+#   make bench                benchmarks against PyTorch
+#   make install              honours PREFIX and DESTDIR
+#
+# The user's CFLAGS/LDFLAGS/CPPFLAGS are applied after the project's own flags
+# (T_*), so they can override optimisation but never drop warnings or defines
+# the code needs.  Every library comes from pkg-config.
+#
+# Targets that need Debian packages first run packaging/deps.sh, which installs
+# what is missing (as root) or prints the apt-get line; the real work runs in a
+# sub-make so that pkg-config is only asked once the packages are there.
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+DATADIR    ?= $(PREFIX)/share/trident
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DESTDIR    ?=
+
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+PYTHON     := /usr/bin/python3
+SANITIZER  ?=
+ifeq ($(SANITIZER),)
+BUILD      ?= build
+else
+BUILD      ?= build-$(SANITIZER)
+endif
+
+# Targets that need packages, and which package sets (see packaging/deps.sh).
+DEPS_all     := build
+DEPS_tools   := build
+DEPS_check   := build test
+DEPS_demo    := build
+DEPS_bench   := build test
+DEPS_install := build
+DEPS_deb     := build deb
+DEPS_fuzz    := build sanitize
+DEP_TARGETS  := all tools check demo bench install deb fuzz
+
+ifndef TRIDENT_DEPS_OK
+# ---- outer make: install packages, then re-run with the real rules ----------
+.DEFAULT_GOAL := all
+$(DEP_TARGETS):
+	@sh packaging/deps.sh $(DEPS_$@)
+	@$(MAKE) --no-print-directory TRIDENT_DEPS_OK=1 $@
+
+clean:
+	rm -rf build build-*
+
+.PHONY: $(DEP_TARGETS) clean
+else
+# ---- inner make: the real rules ---------------------------------------------
+.DEFAULT_GOAL := all
+PKGS      := alsa libzmq libconfig sndfile libsystemd jansson soxr
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+SAN_address   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=undefined
+SAN_thread    := -fsanitize=thread
+ifneq ($(SANITIZER),)
+ifeq ($(SAN_$(SANITIZER)),)
+$(error SANITIZER must be address, undefined or thread)
+endif
+endif
+SAN_FLAGS := $(SAN_$(SANITIZER))
+
+T_CPPFLAGS := -D_GNU_SOURCE -Idsp -Imodel -Iconfig -Idaemon -Itests \
+              -DTRIDENT_VERSION='"$(shell cat VERSION 2>/dev/null || echo 0.0.0)"' \
+              -DTRIDENT_DATADIR='"$(DATADIR)"' -DTRIDENT_SYSCONFDIR='"$(SYSCONFDIR)"'
+T_CFLAGS   := -std=c11 -Wall -Wextra -pthread -MMD -MP $(SAN_FLAGS) $(PKG_CFLAGS)
+T_LDFLAGS  := -pthread $(SAN_FLAGS)
+T_LDLIBS   := $(PKG_LIBS) -lm
+
+# Everything but the programs' main files goes into one static library that
+# programs, tests, benchmarks and fuzzers link.
+LIB_SRC   := $(wildcard dsp/*.c model/*.c config/*.c) \
+             $(filter-out daemon/main.c daemon/trident_sub.c,$(wildcard daemon/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/libtrident.a
+
+# Programs: name := main source
+PROGS     := tridentd trident-sub trident-prep
+SRC_tridentd     := daemon/main.c
+SRC_trident-sub  := daemon/trident_sub.c
+SRC_trident-prep := model/train/prep.c
+PROG_BIN  := $(foreach p,$(PROGS),$(if $(wildcard $(SRC_$(p))),$(BUILD)/bin/$(p)))
+
+# Unit tests and test tools: tests/unit/test_*.c and tests/tools/*.c, one program each.
+TEST_SRC  := $(wildcard tests/unit/test_*.c)
+TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC  := $(wildcard tests/tools/*.c)
+TOOL_BIN  := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+# Per-file extra flags (fast kernels compiled for their instruction sets).
+-include model/kernels.mk
+
+all: $(PROG_BIN) $(TEST_BIN) $(TOOL_BIN)
+tools: $(PROG_BIN) $(TOOL_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(T_CPPFLAGS) $(CPPFLAGS) $(T_CFLAGS) $(XCFLAGS_$*) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+# link(OUTPUT, MAIN_OBJECT)
+define link_rule
+$(1): $(2) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(T_LDFLAGS) $$(LDFLAGS) -o $$@ $(2) $$(LIB) $$(T_LDLIBS) $$(LDLIBS)
+endef
+$(foreach p,$(PROGS),$(eval $(call link_rule,$(BUILD)/bin/$(p),$(BUILD)/obj/$(SRC_$(p):.c=.o))))
+$(foreach t,$(TEST_SRC),$(eval $(call link_rule,$(t:tests/unit/%.c=$(BUILD)/tests/%),$(BUILD)/obj/$(t:.c=.o))))
+$(foreach t,$(TOOL_SRC),$(eval $(call link_rule,$(t:tests/tools/%.c=$(BUILD)/tools/%),$(BUILD)/obj/$(t:.c=.o))))
+
+# make check: the normal build runs everything; the ASan+UBSan and TSan builds
+# run the unit tests and the integration tests that ask for them
+# (TRIDENT_BUILDS).  tests/run.sh prints the final "N passed, N failed".
+CHECK_BUILDS := build build-address build-thread
+check:
+	@$(MAKE) --no-print-directory BUILD=build SANITIZER= all
+	@$(MAKE) --no-print-directory BUILD=build-address SANITIZER=address all
+	@$(MAKE) --no-print-directory BUILD=build-thread SANITIZER=thread all
+	@TRIDENT_BUILDS="$(CHECK_BUILDS)" PYTHON=$(PYTHON) sh tests/run.sh
+
+demo: all
+	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/demo.sh
+
+bench: all
+	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
+	install -m 755 $(BUILD)/bin/tridentd $(DESTDIR)$(SBINDIR)/tridentd
+	install -m 755 $(BUILD)/bin/trident-sub $(DESTDIR)$(BINDIR)/trident-sub
+	if [ -f model/cwru.safetensors ]; then install -m 644 model/cwru.safetensors $(DESTDIR)$(DATADIR)/; fi
+
+clean:
+	rm -rf build build-*
+
+.PHONY: all tools check demo bench install clean
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
+endif

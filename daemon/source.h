@@ -1,0 +1,89 @@
+/* source.h — where samples come from: a vtable, and the streams a source feeds.
+ *
+ * A source (an ALSA device, a recorded file) owns one capture thread that
+ * blocks only on its device or file and writes each channel's samples, as
+ * float, into that channel's stream ring.  Replay is just another source: the
+ * pipeline behind the rings does not know which kind fed them.
+ *
+ * Producer-to-consumer signalling without locks:
+ *   - samples: the ring (release/acquire on its indices);
+ *   - `written`: total samples ever written (u64, wraps never), release after
+ *     the ring write;
+ *   - `dropped`: samples lost before reaching the ring (ring full on a live
+ *     source, xrun); the pipeline marks the next window "gap" when it grows;
+ *   - `clock`: a seqlock anchor (ring position, Unix time in ns) from which
+ *     the time of any later sample is pos_time = t_ns + (pos - pos0) / rate;
+ *     the source re-anchors after any discontinuity;
+ *   - `eof`: set (release) after the last write; the pipeline drains the ring
+ *     and ends the stream.
+ * After each write the capture thread calls source_wake() (a sem_post: never
+ * blocks) so the pipeline thread need not poll.
+ */
+#ifndef TRIDENT_SOURCE_H
+#define TRIDENT_SOURCE_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ring.h"
+
+#define STREAM_NAME_MAX 128
+
+struct stream_clock {
+    _Atomic uint32_t seq;        /* odd while being written */
+    _Atomic uint64_t pos;        /* stream sample index (as counted by `written`) */
+    _Atomic int64_t  t_ns;       /* Unix time of that sample, ns */
+};
+
+struct stream {
+    char              name[STREAM_NAME_MAX];
+    ring             *ring;
+    double            rate;      /* rate of the samples in the ring, Hz */
+    unsigned          hop;       /* from the config */
+    _Atomic uint64_t  written;   /* producer: samples written so far */
+    _Atomic uint64_t  dropped;   /* producer: samples lost so far */
+    _Atomic uint64_t  xruns;     /* producer: device overruns so far */
+    _Atomic bool      eof;       /* producer: no more samples will come */
+    _Atomic bool      down;      /* producer: device gone, reopening */
+    struct stream_clock clock;
+};
+
+struct source;
+
+struct source_ops {
+    const char *type;                                       /* "file", "alsa" */
+    /* Open the file/device, create s->streams (names, rates, rings).
+     * 0 or -errno with a one-line message naming the file/device in err. */
+    int  (*open)(struct source *s, char *err, size_t errlen);
+    int  (*start)(struct source *s);                        /* start the capture thread */
+    void (*stop)(struct source *s);                         /* stop and join it; streams end (eof) */
+    void (*close)(struct source *s);                        /* release everything open() made */
+    void (*info)(const struct source *s, char *buf, size_t len); /* one line for logs/--check */
+};
+
+struct source {
+    const struct source_ops *ops;
+    const struct cfg_stream *cfg;
+    struct stream           *streams;   /* n_streams of them, one per channel */
+    unsigned                 n_streams;
+    sem_t                   *wake;      /* the pipeline's; posted after writes */
+    void                    *priv;      /* the implementation's */
+};
+
+extern const struct source_ops source_file_ops;
+extern const struct source_ops source_alsa_ops;
+
+/* Helpers shared by implementations (source.c). */
+int  stream_init(struct stream *st, const char *name, double rate, unsigned hop,
+                 uint32_t ring_capacity);
+void stream_fini(struct stream *st);
+void stream_clock_set(struct stream *st, uint64_t pos, int64_t t_ns);
+/* Consumer: Unix time in seconds of stream sample `pos` (at the stream rate). */
+double stream_time(const struct stream *st, uint64_t pos);
+static inline void source_wake(struct source *s) { if (s->wake) sem_post(s->wake); }
+
+#endif

@@ -1,0 +1,48 @@
+/* net.h — the three-branch 1-D CNN: an immutable model and per-worker scratch.
+ *
+ * A net_model is loaded once from a safetensors file (model/FORMAT.md) and
+ * never changes; any number of workers share it.  Each worker owns one
+ * net_scratch, allocated once; net_forward() allocates nothing.
+ *
+ * net_forward_ref() is the specification: plain C, layer by layer as in
+ * ../DESIGN.md.  net_forward() runs the implementation chosen at load time
+ * (a fast kernel for this CPU, or the reference when TRIDENT_NET=ref).
+ */
+#ifndef TRIDENT_NET_H
+#define TRIDENT_NET_H
+
+#include <stddef.h>
+
+#include "normalize.h"   /* enum norm_kind: trident.normalize */
+
+#define NET_WIN 1024            /* input samples per window */
+#define NET_FEATURES 768        /* fc input: 3 branches x 256 */
+#define NET_MAX_CLASSES 256
+
+typedef struct net_model net_model;
+typedef struct net_scratch net_scratch;
+
+/* Load and validate a model file.  0, or a negative errno with a one-line
+ * message naming the file (and tensor) in err. */
+int          net_load(const char *path, net_model **out, char *err, size_t errlen);
+void         net_destroy(net_model *m);
+
+int          net_classes(const net_model *m);
+const char  *net_class_name(const net_model *m, int i);
+double       net_sample_rate(const net_model *m);    /* 0: not given, no resampling */
+enum norm_kind net_normalize(const net_model *m);
+const char  *net_digest(const net_model *m);         /* first 12 hex digits of the file's SHA-256 */
+const char  *net_path(const net_model *m);
+const char  *net_impl(const net_model *m);           /* "ref", "avx512", ... */
+
+net_scratch *net_scratch_create(const net_model *m); /* NULL on ENOMEM */
+void         net_scratch_destroy(net_scratch *s);
+
+/* x: NET_WIN samples (already normalised); logits: net_classes() floats. */
+void         net_forward(const net_model *m, net_scratch *s, const float *x, float *logits);
+void         net_forward_ref(const net_model *m, net_scratch *s, const float *x, float *logits);
+
+void         net_softmax(const float *logits, int n, float *probs);
+int          net_argmax(const float *v, int n);
+
+#endif
