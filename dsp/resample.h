@@ -3,13 +3,38 @@
  * One resampler per stream.  Output sample k corresponds to input time
  * k / out_rate (soxr compensates its filter delay), so window positions and
  * times stay aligned with the input.  Feed input in any chunk sizes; the
- * output does not depend on the chunking.  At end of input call
- * rs_flush() until it returns 0 to drain the filter tail.
+ * output does not depend on the chunking: it is bit-identical for chunks of
+ * 1, 777, random 1..N, 4096 or 65536 samples (measured with libsoxr 0.1.3,
+ * checked by tests/unit/test_resample.c), because soxr runs its filter
+ * stages on fixed internal blocks counted from the start of the stream.  At
+ * end of input call rs_flush() until it returns 0 to drain the filter tail.
+ *
+ * Output length: n input samples in total (over all rs_process() calls)
+ * yield, once flushed, exactly
+ *
+ *     rs_out_len(in_rate, out_rate, n) = floor(n / (in_rate / out_rate) + 0.5)
+ *
+ * samples, computed in double as soxr does (round half up: 48k->12k, n = 2
+ * gives 1; n = 4097 gives 1024; 44.1k->12k, n = 1024 gives 279).  Before the
+ * flush some of them are still held in the filter.
+ *
+ * Equal rates: rs_create() returns a pass-through that copies input to
+ * output bit-exactly (no soxr instance, no delay); rs_process() then needs
+ * out_cap >= n and rs_flush() returns 0.
+ *
+ * Chunking: the daemon and model/train/prep.c feed RS_CHUNK samples per call.
+ * Correctness does not need it (see above), but soxr buffers whatever one
+ * call gives it, so a fixed chunk keeps its memory bounded and stops it from
+ * growing after the first chunks: use RS_CHUNK everywhere.
  */
 #ifndef TRIDENT_RESAMPLE_H
 #define TRIDENT_RESAMPLE_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* Input samples per rs_process() call in the daemon and in trident-prep. */
+#define RS_CHUNK 4096
 
 typedef struct resampler resampler;
 
@@ -18,9 +43,14 @@ resampler *rs_create(double in_rate, double out_rate, char *err, size_t errlen);
 void       rs_destroy(resampler *r);
 /* Consumes all n input samples, writes at most out_cap outputs, returns the
  * count written (size out_cap >= n * out_rate / in_rate + 64 to never hold
- * back), or a negative errno. */
+ * back; what does not fit stays inside and comes out on the next call), or a
+ * negative errno (-ENOBUFS: pass-through with out_cap < n, nothing consumed;
+ * -EIO: soxr failed). */
 long       rs_process(resampler *r, const float *in, size_t n, float *out, size_t out_cap);
 /* End of input: returns the remaining outputs (0 when drained). */
 long       rs_flush(resampler *r, float *out, size_t out_cap);
+
+/* Total outputs for n inputs once flushed (the rule above). */
+uint64_t   rs_out_len(double in_rate, double out_rate, uint64_t n);
 
 #endif

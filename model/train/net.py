@@ -57,9 +57,12 @@ def normalize(windows, kind):
         return w
     if kind != "zscore":
         raise ValueError(f"unknown normalisation {kind!r}")
+    # Left-to-right sums (np.add.accumulate), as the C loop adds, not numpy's
+    # pairwise x.mean(): the float32 results are then bit-identical.
     x = w.astype(np.float64)
-    mean = x.mean(axis=-1, keepdims=True)
+    n = float(x.shape[-1])
+    mean = np.add.accumulate(x, axis=-1)[..., -1:] / n
     d = x - mean
-    std = np.sqrt((d * d).mean(axis=-1, keepdims=True))
+    std = np.sqrt(np.add.accumulate(d * d, axis=-1)[..., -1:] / n)
     std = np.where(std < 1e-12, 1.0, std)
     return (d / std).astype(np.float32)
