@@ -31,8 +31,13 @@ struct ring_vec {
     uint32_t n[2];
 };
 
-/* capacity: samples, rounded up to a power of two (2 .. 2^31).  NULL on ENOMEM/EINVAL. */
+/* capacity: samples, rounded up to a power of two (2 .. 2^31).  NULL on
+ * ENOMEM/EINVAL (errno set; capacity 0 or above 2^31 is EINVAL). */
 ring    *ring_create(uint32_t capacity);
+/* For tests: as ring_create() but both indices start at `start` instead of
+ * 0, so that the 2^32 wrap-around of the free-running indices can be
+ * reached (start = UINT32_MAX - k) without pushing 4 G samples. */
+ring    *ring_create_at(uint32_t capacity, uint32_t start);
 void     ring_destroy(ring *r);
 uint32_t ring_capacity(const ring *r);
 
@@ -40,16 +45,19 @@ uint32_t ring_capacity(const ring *r);
 uint32_t ring_write_space(const ring *r);
 uint32_t ring_write(ring *r, const float *src, uint32_t n);   /* writes min(n, space), returns it */
 uint32_t ring_write_vec(ring *r, struct ring_vec *v);         /* free segments, returns total */
-void     ring_write_commit(ring *r, uint32_t n);
+void     ring_write_commit(ring *r, uint32_t n);              /* n <= total of the last _vec */
 
 /* Consumer side. */
 uint32_t ring_read_avail(const ring *r);
 uint32_t ring_read(ring *r, float *dst, uint32_t n);          /* reads min(n, avail), returns it */
 uint32_t ring_peek(const ring *r, float *dst, uint32_t n);    /* like read, index not advanced */
 uint32_t ring_read_vec(const ring *r, struct ring_vec *v);    /* filled segments, returns total */
-void     ring_read_commit(ring *r, uint32_t n);               /* also: skip n samples */
+void     ring_read_commit(ring *r, uint32_t n);               /* also: skip n <= avail samples */
 
-/* Invariants hold (0 <= write - read <= capacity): for tests and asserts. */
+/* Invariants hold (0 <= write - read <= capacity, capacity a power of two):
+ * for tests and asserts.  Exact when called from the producer or the
+ * consumer thread (or with both idle); a commit larger than allowed above
+ * is not checked on the fast path but makes it return false. */
 bool     ring_valid(const ring *r);
 
 #endif
