@@ -6,6 +6,8 @@
 #   make demo                 replay the shipped recordings with the shipped model
 #   make bench                benchmarks against PyTorch
 #   make install              honours PREFIX and DESTDIR
+#   make deb                  Debian package into build/deb/
+#   make conf                 regenerate config/trident.conf from config.c's key table
 #
 # The user's CFLAGS/LDFLAGS/CPPFLAGS are applied after the project's own flags
 # (T_*), so they can override optimisation but never drop warnings or defines
@@ -43,7 +45,8 @@ DEPS_bench   := build test
 DEPS_install := build
 DEPS_deb     := build deb
 DEPS_fuzz    := build sanitize
-DEP_TARGETS  := all tools check demo bench install deb fuzz
+DEPS_conf    := build
+DEP_TARGETS  := all tools check demo bench install deb fuzz conf
 
 ifndef TRIDENT_DEPS_OK
 # ---- outer make: install packages, then re-run with the real rules ----------
@@ -138,6 +141,11 @@ check:
 demo: all
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/demo.sh
 
+# The example config is generated from the key table and committed;
+# tests/unit/test_config.c fails when they differ.
+conf: $(BUILD)/tools/cfg-example
+	$(BUILD)/tools/cfg-example > config/trident.conf
+
 bench: all
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/bench/run.sh
 
@@ -150,6 +158,6 @@ install: all
 clean:
 	rm -rf build build-*
 
-.PHONY: all tools check demo bench install clean
+.PHONY: all tools check demo bench install clean conf
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
 endif

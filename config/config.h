@@ -1,15 +1,31 @@
 /* config.h — the daemon's configuration as a plain struct.
  *
  * cfg_load() parses a libconfig file (../DESIGN.md "Config") through one key
- * table; the command line fills the same struct (--replay builds one file
- * stream per file) and overrides the file.  Strings are owned by the struct;
- * cfg_free() releases them.  Errors name the file and line.
+ * table in config.c; the same table gives cfg_print_help() (the config part of
+ * --help), cfg_write_example() (config/trident.conf) and the bounds checked by
+ * cfg_validate().  The command line fills the same struct (--replay builds one
+ * file stream per file) and overrides the file.  Strings are owned by the
+ * struct; cfg_free() releases them.  Errors name the file and line:
+ * "FILE:LINE: publish.hwm: must be between 0 and 10000000".
+ *
+ * Relative paths in the file (model, streams' path, @include) are resolved
+ * against the directory of the config file, not the working directory: under
+ * systemd the working directory is "/".
+ *
+ * Exit codes for main (sysexits): CFG_EXIT_USAGE for command-line errors,
+ * CFG_EXIT_CONFIG for a bad config file or model.
  */
 #ifndef TRIDENT_CONFIG_H
 #define TRIDENT_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#define CFG_EXIT_USAGE  64   /* EX_USAGE */
+#define CFG_EXIT_CONFIG 78   /* EX_CONFIG */
+
+#define CFG_DEFAULT_FILE TRIDENT_SYSCONFDIR "/trident/trident.conf"
 
 enum cfg_type { CFG_FILE, CFG_ALSA };
 enum cfg_pace { CFG_PACE_FAST, CFG_PACE_REALTIME };
@@ -19,8 +35,8 @@ struct cfg_stream {
     enum cfg_type type;
     unsigned      hop;           /* samples between window starts (default 1024) */
     /* type = "file" */
-    char         *path;
-    enum cfg_pace pace;
+    char         *path;          /* absolute, or relative to the working directory */
+    enum cfg_pace pace;          /* default realtime */
     bool          loop;
     /* type = "alsa" */
     char         *device;
@@ -30,7 +46,7 @@ struct cfg_stream {
     unsigned      period;        /* frames; 0: default */
     unsigned      buffer;        /* frames; 0: default */
     int           rt_priority;   /* 0: none; 1..99 SCHED_FIFO */
-    char        **channel_names; /* optional, channels entries */
+    char        **channel_names; /* optional; for alsa exactly `channels` entries */
     unsigned      n_channel_names;
     int           line;          /* line in the config file; 0 if from the command line */
 };
@@ -44,9 +60,66 @@ struct cfg {
     int                hwm;
     bool               to_stdout;
     double             stats_interval;  /* seconds; 0: off */
-    unsigned           wait_subscribers;
+    unsigned           wait_subscribers; /* command line only */
     struct cfg_stream *streams;
     unsigned           n_streams;
 };
+
+/* Fill *c with the defaults of the key table (no streams).  Does not free
+ * what *c held.  0 or -ENOMEM. */
+int  cfg_defaults(struct cfg *c);
+
+/* Parse and validate PATH.  On success *c's old contents are freed and
+ * replaced by the defaults overridden by the file (so a reload can load into
+ * the live struct's copy and keep the old one on failure); on failure *c is
+ * untouched and err holds one line "FILE:LINE: key: message".  *c must be
+ * zeroed or hold a config from cfg_defaults/cfg_load/cfg_copy.
+ * Returns 0, -ENOENT (missing file), -EACCES etc. (unreadable), -EINVAL
+ * (syntax or content), -ENOMEM. */
+int  cfg_load(const char *path, struct cfg *c, char *err, size_t errlen);
+
+/* Check what the command line may have changed: every bound of the key
+ * table, required keys, unique stream and channel names, something to
+ * publish to.  cfg_load() already did this for a file.  0 or -EINVAL. */
+int  cfg_validate(const struct cfg *c, char *err, size_t errlen);
+
+/* Release every string and array; leaves *c zeroed (safe to call twice). */
+void cfg_free(struct cfg *c);
+
+/* Deep copy; *dst must not hold anything (it is overwritten).  0 or -ENOMEM. */
+int  cfg_copy(struct cfg *dst, const struct cfg *src);
+
+/* A stream with the defaults of TYPE and no name; for the command line.
+ * Does not free what *s held.  0 or -ENOMEM. */
+int  cfg_stream_defaults(struct cfg_stream *s, enum cfg_type type);
+
+/* Append a deep copy of *s to c->streams.  0 or -ENOMEM. */
+int  cfg_add_stream(struct cfg *c, const struct cfg_stream *s);
+
+/* Replace a string field (for command-line overrides): *field = strdup(v),
+ * old value freed.  0 or -ENOMEM. */
+int  cfg_set_string(char **field, const char *v);
+
+/* Same settings (every field but `line`)?  For SIGHUP: a stream whose name is
+ * in both configs and that compares equal keeps running. */
+bool cfg_stream_equal(const struct cfg_stream *a, const struct cfg_stream *b);
+
+/* Index of the stream called NAME in c, or -1. */
+int  cfg_find_stream(const struct cfg *c, const char *name);
+
+/* Name of channel CH of stream S as published: S->name for one channel
+ * without channel_names, else "NAME/<channel_names[ch]>" or "NAME/<ch>".
+ * Returns the length snprintf would write. */
+int  cfg_channel_name(const struct cfg_stream *s, unsigned ch, char *buf, size_t len);
+
+/* The "Config file keys" part of --help, from the key table. */
+void cfg_print_help(FILE *f);
+
+/* The fully commented example file (config/trident.conf), from the key
+ * table; it parses to exactly the defaults. */
+void cfg_write_example(FILE *f);
+
+/* Human summary for --check: model, workers, publishing, one line per stream. */
+void cfg_print_summary(const struct cfg *c, FILE *f);
 
 #endif
