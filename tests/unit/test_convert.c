@@ -124,8 +124,9 @@ static void vs_libsndfile(int sf_sub, enum cvt_format f, int bits)
     for (int i = 0; i < N; i++) {
         s ^= s << 13; s ^= s >> 17; s ^= s << 5;
         int32_t x = (int32_t)s >> (32 - bits);   /* full signed range of `bits` */
-        if (i < 4)
-            x = i == 0 ? 0 : i == 1 ? -(1 << (bits - 1)) : i == 2 ? (int32_t)((1u << (bits - 1)) - 1) : -1;
+        const int64_t top = INT64_C(1) << (bits - 1);
+        if (i < 4)   /* zero, minimum, maximum, -1 */
+            x = (int32_t)(i == 0 ? 0 : i == 1 ? -top : i == 2 ? top - 1 : -1);
         v[i] = x;
         put(raw + (size_t)i * cvt_bytes(f), (uint32_t)x, cvt_bytes(f));
     }
