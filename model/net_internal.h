@@ -1,4 +1,4 @@
-/* net_internal.h — the model's layout, shared by model/*.c only.
+/* net_internal.h — the model's layout, shared by the model/ sources only.
  *
  * net_load() (load.c) validates the file and copies every used tensor into
  * one 64-byte-aligned arena owned by the model (the mapping is unmapped
