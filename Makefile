@@ -106,7 +106,11 @@ TOOL_BIN  := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 # Per-file extra flags (fast kernels compiled for their instruction sets).
 -include model/kernels.mk
 
-all: $(PROG_BIN) $(TEST_BIN) $(TOOL_BIN)
+# The ALSA capture test device (tests/alsa): a module alsa-lib dlopens by
+# absolute path; -DPIC is required by alsa-lib's plugin headers.
+ALSA_PLUGIN := $(BUILD)/alsa/libasound_module_pcm_trident_test.so
+
+all: $(PROG_BIN) $(TEST_BIN) $(TOOL_BIN) $(ALSA_PLUGIN)
 tools: $(PROG_BIN) $(TOOL_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -127,6 +131,11 @@ endef
 $(foreach p,$(PROGS),$(eval $(call link_rule,$(BUILD)/bin/$(p),$(BUILD)/obj/$(SRC_$(p):.c=.o))))
 $(foreach t,$(TEST_SRC),$(eval $(call link_rule,$(t:tests/unit/%.c=$(BUILD)/tests/%),$(BUILD)/obj/$(t:.c=.o))))
 $(foreach t,$(TOOL_SRC),$(eval $(call link_rule,$(t:tests/tools/%.c=$(BUILD)/tools/%),$(BUILD)/obj/$(t:.c=.o))))
+
+$(ALSA_PLUGIN): tests/alsa/pcm_trident_test.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC -DPIC -D_GNU_SOURCE -std=gnu11 -Wall -Wextra $(shell pkg-config --cflags alsa) \
+	    $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs alsa)
 
 # make check: the normal build runs everything; the ASan+UBSan and TSan builds
 # run the unit tests and the integration tests that ask for them
