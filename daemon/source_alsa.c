@@ -265,9 +265,10 @@ static int pcm_open_configure(struct alsa_src *a, snd_pcm_t **out, unsigned long
         goto fail;
     }
 
-    /* About 20 ms periods and ten of them, unless configured. */
+    /* Unless configured: 20 ms periods (latency), and half a second of buffer
+     * (tolerance: the buffer only matters when the thread is late). */
     snd_pcm_uframes_t p = c->period ? c->period : (a->rate / 50 ? a->rate / 50 : 1);
-    snd_pcm_uframes_t b = c->buffer ? c->buffer : p * 10;
+    snd_pcm_uframes_t b = c->buffer ? c->buffer : (p * 4 > a->rate / 2 ? p * 4 : a->rate / 2);
     int dir = 0;
     snd_pcm_hw_params_set_period_size_near(pcm, hw, &p, &dir);
     snd_pcm_hw_params_set_buffer_size_near(pcm, hw, &b);
@@ -647,12 +648,7 @@ static int alsa_open(struct source *s, char *err, size_t errlen)
         cap <<= 1;
     for (unsigned i = 0; i < a->channels; i++) {
         char name[STREAM_NAME_MAX];
-        if (a->channels == 1)
-            snprintf(name, sizeof name, "%s", c->name);
-        else if (c->n_channel_names)
-            snprintf(name, sizeof name, "%s/%s", c->name, c->channel_names[i]);
-        else
-            snprintf(name, sizeof name, "%s/%u", c->name, i);
+        cfg_channel_name(c, i, name, sizeof name);   /* NAME, NAME/<k> or NAME/<channel_names[k]> */
         if ((e = stream_init(&s->streams[i], name, a->rate, c->hop, (uint32_t)cap)) < 0) {
             snprintf(err, errlen, "alsa stream '%s': cannot create ring: %s", name, strerror(-e));
             goto fail;
