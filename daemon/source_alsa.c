@@ -112,6 +112,22 @@ struct alsa_src {
 
 static _Atomic int alsa_open_sources;   /* the last close frees alsa-lib's global config */
 
+/* alsa-lib reports details (an unknown PCM name, a plugin's complaint) by
+ * printing them.  While sources exist, they are kept per thread instead:
+ * open() appends the last one to its error line, and capture threads, which
+ * never log, stay quiet while they retry a vanished device. */
+static _Thread_local char alsa_msg[256];
+
+static void alsa_error_handler(const char *file, int line, const char *function, int err,
+                               const char *fmt, ...)
+{
+    (void)file, (void)line, (void)function, (void)err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(alsa_msg, sizeof alsa_msg, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- formats ------------------------------------------------------------ */
 
 static snd_pcm_format_t to_snd_format(enum cvt_format f)
@@ -204,10 +220,11 @@ static int pcm_open_configure(struct alsa_src *a, snd_pcm_t **out, unsigned long
     snd_pcm_sw_params_alloca(&sw);
     *out = NULL;
 
+    alsa_msg[0] = 0;
     e = snd_pcm_open(&pcm, a->device, SND_PCM_STREAM_CAPTURE, SND_PCM_NONBLOCK);
     if (e < 0) {
-        snprintf(err, errlen, "alsa device '%s': cannot open for capture: %s",
-                 a->device, snd_strerror(e));
+        snprintf(err, errlen, "alsa device '%s': cannot open for capture: %s%s%s",
+                 a->device, snd_strerror(e), alsa_msg[0] ? ": " : "", alsa_msg);
         return e;
     }
     if ((e = snd_pcm_hw_params_any(pcm, hw)) < 0) {
@@ -605,7 +622,8 @@ static int alsa_open(struct source *s, char *err, size_t errlen)
     a->src = s;
     a->stop_fd = -1;
     s->priv = a;
-    atomic_fetch_add(&alsa_open_sources, 1);
+    if (atomic_fetch_add(&alsa_open_sources, 1) == 0)
+        snd_lib_error_set_handler(alsa_error_handler);
     a->device = c->device && *c->device ? c->device : "default";
     a->rate = c->rate ? c->rate : DEFAULT_RATE;
     a->channels = c->channels ? c->channels : 1;
@@ -723,8 +741,10 @@ static void alsa_close(struct source *s)
     s->priv = NULL;
     /* alsa-lib keeps the parsed configuration for the process; the last
      * source gone gives it back (valgrind would call it a leak otherwise). */
-    if (atomic_fetch_sub(&alsa_open_sources, 1) == 1)
+    if (atomic_fetch_sub(&alsa_open_sources, 1) == 1) {
         snd_config_update_free_global();
+        snd_lib_error_set_handler(NULL);
+    }
 }
 
 static void alsa_info(const struct source *s, char *buf, size_t len)
