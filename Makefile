@@ -158,15 +158,57 @@ conf: $(BUILD)/tools/cfg-example
 bench: all
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/bench/run.sh
 
-install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
+# make install: programs, unit, man pages, the example config (an existing
+# one is kept: it is the operator's) and the default model.  The unit's
+# paths follow SBINDIR and SYSCONFDIR.
+MAN_PAGES := packaging/tridentd.8 packaging/trident.conf.5 packaging/trident-sub.1
+install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/trident \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BUILD)/bin/tridentd $(DESTDIR)$(SBINDIR)/tridentd
 	install -m 755 $(BUILD)/bin/trident-sub $(DESTDIR)$(BINDIR)/trident-sub
-	if [ -f model/cwru.safetensors ]; then install -m 644 model/cwru.safetensors $(DESTDIR)$(DATADIR)/; fi
+	sed -e 's|/usr/sbin/tridentd|$(SBINDIR)/tridentd|' -e 's|/etc/trident/|$(SYSCONFDIR)/trident/|' \
+	    packaging/trident.service >$(DESTDIR)$(UNITDIR)/trident.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/trident.service
+	install -m 644 packaging/tridentd.8 $(DESTDIR)$(MANDIR)/man8/tridentd.8
+	install -m 644 packaging/trident.conf.5 $(DESTDIR)$(MANDIR)/man5/trident.conf.5
+	install -m 644 packaging/trident-sub.1 $(DESTDIR)$(MANDIR)/man1/trident-sub.1
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf ]; then \
+	    echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf"; \
+	else \
+	    echo "install -m 644 config/trident.conf $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf"; \
+	    install -m 644 config/trident.conf $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf; \
+	fi
+	@if [ -f model/cwru.safetensors ]; then \
+	    echo "install -m 644 model/cwru.safetensors $(DESTDIR)$(DATADIR)/cwru.safetensors"; \
+	    install -m 644 model/cwru.safetensors $(DESTDIR)$(DATADIR)/cwru.safetensors; \
+	else \
+	    echo "WARNING: model/cwru.safetensors is missing: no default model installed" >&2; \
+	fi
+
+# make deb: dpkg-buildpackage on a staging copy (the top level of the
+# repository has no debian/), the package into build/deb/, then lintian.
+VERSION_STR := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+DEB_STAGE   := build/debsrc/trident-$(VERSION_STR)
+deb:
+	@head -1 packaging/debian/changelog | grep -qF "($(VERSION_STR))" || \
+	    { echo "packaging/debian/changelog is not at version $(VERSION_STR) (VERSION)" >&2; exit 1; }
+	rm -rf build/debsrc build/deb
+	mkdir -p $(DEB_STAGE) build/deb
+	tar -c --exclude=__pycache__ --exclude='*.pyc' Makefile VERSION README.md config daemon dsp \
+	    model packaging | tar -x -C $(DEB_STAGE)
+	cp -a packaging/debian $(DEB_STAGE)/debian
+	cd $(DEB_STAGE) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || \
+	    { tail -30 ../build.log >&2; echo "dpkg-buildpackage failed: build/debsrc/build.log" >&2; exit 1; }
+	mv build/debsrc/*.deb build/deb/
+	lintian --fail-on error,warning \
+	    build/deb/*.deb
+	@ls build/deb/*.deb
 
 clean:
 	rm -rf build build-*
 
-.PHONY: all tools check demo bench install clean conf
+.PHONY: all tools check demo bench install deb clean conf
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
 endif

@@ -89,7 +89,8 @@ struct key {
 
 static const char *const type_names[] = { [CFG_FILE] = "file", [CFG_ALSA] = "alsa", NULL };
 static const char *const pace_names[] = { [CFG_PACE_FAST] = "fast", [CFG_PACE_REALTIME] = "realtime", NULL };
-static const char *const format_names[] = { "S16_LE", "S24_LE", "S32_LE", "FLOAT_LE", NULL };
+/* The ALSA names dsp/convert.h converts (cvt_parse). */
+static const char *const format_names[] = { "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE", NULL };
 
 /* Enums are written through an int: make sure that is their size. */
 static_assert(sizeof(enum cfg_type) == sizeof(int), "enum cfg_type is int-sized");

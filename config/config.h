@@ -42,7 +42,7 @@ struct cfg_stream {
     char         *device;
     unsigned      rate;
     unsigned      channels;
-    char         *format;        /* "S16_LE", "S24_LE", "S32_LE", "FLOAT_LE" */
+    char         *format;        /* "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE" (cvt_parse) */
     unsigned      period;        /* frames; 0: default */
     unsigned      buffer;        /* frames; 0: default */
     int           rt_priority;   /* 0: none; 1..99 SCHED_FIFO */

@@ -1,0 +1,43 @@
+#!/bin/sh
+# test_install.sh — `make install` honours PREFIX and DESTDIR, installs the
+# programs, the unit (its paths following SBINDIR/SYSCONFDIR), the man pages,
+# the example config and the model, and never overwrites an existing config.
+# TAP lines for tests/run.sh.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root" || exit 1
+failed=0
+ok()   { echo "ok - $1"; }
+fail() { echo "not ok - $1"; failed=1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+d=$tmp/dest
+
+if ! make --no-print-directory install PREFIX=/opt/tri SYSCONFDIR=/opt/tri/etc DESTDIR="$d" >"$tmp/log" 2>&1; then
+    sed 's/^/# /' "$tmp/log" | tail -20
+    fail "make install"
+    exit 1
+fi
+ok "make install PREFIX=/opt/tri DESTDIR=..."
+for f in opt/tri/sbin/tridentd opt/tri/bin/trident-sub opt/tri/lib/systemd/system/trident.service \
+         opt/tri/etc/trident/trident.conf opt/tri/share/man/man8/tridentd.8 \
+         opt/tri/share/man/man5/trident.conf.5 opt/tri/share/man/man1/trident-sub.1; do
+    [ -f "$d/$f" ] && ok "installed /$f" || fail "missing /$f"
+done
+if [ -f model/cwru.safetensors ]; then
+    [ -f "$d/opt/tri/share/trident/cwru.safetensors" ] && ok "installed the model" || fail "model not installed"
+else
+    fail "model/cwru.safetensors is missing (the default model, from the train helper): not installed"
+fi
+[ -x "$d/opt/tri/sbin/tridentd" ] && ok "tridentd is executable" || fail "tridentd not executable"
+grep -qx 'ExecStart=/opt/tri/sbin/tridentd -c /opt/tri/etc/trident/trident.conf' \
+    "$d/opt/tri/lib/systemd/system/trident.service" && ok "unit paths follow SBINDIR and SYSCONFDIR" ||
+    fail "unit ExecStart does not follow SBINDIR/SYSCONFDIR"
+[ -z "$(find "$d" -path "$d/opt" -prune -o -print | grep -v "^$d\$")" ] && ok "nothing outside PREFIX" ||
+    fail "files outside PREFIX: $(find "$d" -path "$d/opt" -prune -o -print | head -3)"
+
+echo "workers = 1;  # the operator's" >"$d/opt/tri/etc/trident/trident.conf"
+make --no-print-directory install PREFIX=/opt/tri SYSCONFDIR=/opt/tri/etc DESTDIR="$d" >"$tmp/log" 2>&1
+grep -q "the operator's" "$d/opt/tri/etc/trident/trident.conf" && ok "an existing config is kept" ||
+    fail "make install overwrote the config"
+exit $failed
