@@ -448,6 +448,8 @@ static int load_mapped(struct loader *L, net_model *m, const unsigned char *map,
     json_error_t jerr;
     json_t *root = json_loadb((const char *)map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES,
                               &jerr);
+    if (!root && json_error_code(&jerr) == json_error_duplicate_key)
+        return fail(L, -EINVAL, "duplicate name in the JSON header: %s", jerr.text);
     if (!root)
         return fail(L, -EINVAL, "bad JSON header: %s (header byte %d)", jerr.text,
                     jerr.position);
