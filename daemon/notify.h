@@ -18,6 +18,7 @@
 #ifndef TRIDENT_NOTIFY_H
 #define TRIDENT_NOTIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 int notify_ready(void);                                  /* READY=1 */
@@ -29,5 +30,37 @@ int notify_watchdog(void);                               /* WATCHDOG=1 */
 /* WatchdogSec= of the unit in microseconds, 0 when the watchdog is off (no
  * WATCHDOG_USEC, or WATCHDOG_PID names another process). */
 uint64_t notify_watchdog_usec(void);
+
+/* Watchdog pings that prove progress (DESIGN.md "Service": not a timer that
+ * would keep pinging while the pipeline is stuck).  The main loop calls
+ * notify_wd_tick() whenever it wakes (at least every notify_wd_timeout_ms())
+ * with the pipeline's progress counter (say, windows published) and whether
+ * the pipeline is idle (nothing captured waits to be classified or
+ * published).  A ping goes out, at most every period / 4, only if the counter
+ * moved since the previous ping or the pipeline is idle; so once a worker or
+ * the publisher sticks with work pending, at most one more ping follows and
+ * systemd restarts the daemon one WatchdogSec= later.
+ *
+ *     notify_wd_init(&wd, notify_watchdog_usec(), now_us);
+ *     for (;;) { wait up to notify_wd_timeout_ms(&wd);
+ *                notify_wd_tick(&wd, now_us, windows_published, idle); ... }
+ */
+struct notify_wd {
+    uint64_t period_us;       /* WatchdogSec= in us; 0: watchdog off, ticks do nothing */
+    uint64_t last_ping_us;    /* CLOCK_MONOTONIC of the last ping */
+    uint64_t last_progress;   /* progress counter at the last ping */
+    uint64_t pings;           /* pings sent (for tests and STATUS) */
+};
+
+void notify_wd_init(struct notify_wd *wd, uint64_t period_us, uint64_t now_us);
+/* 1 when it pinged, 0 when not due or no progress, -errno if sending failed. */
+int  notify_wd_tick(struct notify_wd *wd, uint64_t now_us, uint64_t progress, bool idle);
+/* How long the main loop may sleep before the next tick: period / 4 in ms,
+ * or -1 (forever, as far as the watchdog is concerned) when it is off. */
+int  notify_wd_timeout_ms(const struct notify_wd *wd);
+
+/* CLOCK_MONOTONIC in microseconds (the clock of the watchdog and of
+ * MONOTONIC_USEC). */
+uint64_t notify_now_us(void);
 
 #endif

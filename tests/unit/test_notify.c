@@ -158,6 +158,52 @@ TEST(watchdog_usec)
     unsetenv("WATCHDOG_PID");
 }
 
+/* Pings prove progress: none while work is pending and nothing moves. */
+TEST(watchdog_pings_only_on_progress)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "@trident-test-wd-%d", (int)getpid());
+    int fd = bind_notify(addr);
+    REQUIRE(fd >= 0);
+    setenv("NOTIFY_SOCKET", addr, 1);
+    char buf[256];
+    pid_t pid;
+    struct notify_wd wd;
+    const uint64_t t0 = 1000000000, P = 1000000;   /* a 1 s watchdog */
+    notify_wd_init(&wd, P, t0);
+    CHECK(notify_wd_timeout_ms(&wd) == 250);
+    CHECK(notify_wd_tick(&wd, t0 + 100000, 5, false) == 0);      /* not due yet */
+    CHECK(notify_wd_tick(&wd, t0 + 300000, 5, false) == 1);      /* progress: ping */
+    CHECK(recv_msg(fd, buf, sizeof buf, &pid) > 0 && !strcmp(buf, "WATCHDOG=1"));
+    CHECK(notify_wd_tick(&wd, t0 + 400000, 9, false) == 0);      /* too soon after a ping */
+    CHECK(notify_wd_tick(&wd, t0 + 600000, 9, false) == 1);      /* moved since the ping */
+    CHECK(recv_msg(fd, buf, sizeof buf, &pid) > 0 && !strcmp(buf, "WATCHDOG=1"));
+    /* stuck with work pending: no ping, however long we wait */
+    for (uint64_t t = t0 + 700000; t < t0 + 5 * P; t += 50000)
+        CHECK(notify_wd_tick(&wd, t, 9, false) == 0);
+    CHECK(queue_empty(fd));
+    CHECK(wd.pings == 2);
+    /* idle (nothing to do) is healthy */
+    CHECK(notify_wd_tick(&wd, t0 + 5 * P, 9, true) == 1);
+    CHECK(recv_msg(fd, buf, sizeof buf, &pid) > 0 && !strcmp(buf, "WATCHDOG=1"));
+    /* and progress again resumes the pings */
+    CHECK(notify_wd_tick(&wd, t0 + 6 * P, 10, false) == 1);
+    CHECK(recv_msg(fd, buf, sizeof buf, &pid) > 0);
+    CHECK(queue_empty(fd));
+
+    /* watchdog off: ticks never send, the loop may sleep forever */
+    notify_wd_init(&wd, 0, t0);
+    CHECK(notify_wd_timeout_ms(&wd) == -1);
+    CHECK(notify_wd_tick(&wd, t0 + 10 * P, 1, true) == 0);
+    CHECK(queue_empty(fd));
+    /* a huge period caps the sleep at a minute */
+    notify_wd_init(&wd, 3600ULL * P, t0);
+    CHECK(notify_wd_timeout_ms(&wd) == 60000);
+    CHECK(notify_now_us() > 0);
+    unsetenv("NOTIFY_SOCKET");
+    close(fd);
+}
+
 TEST(unreachable_socket_is_an_error_not_a_crash)
 {
     char addr[128];
@@ -180,6 +226,7 @@ int main(void)
     RUN(messages_on_a_path_socket);
     RUN(messages_on_an_abstract_socket);
     RUN(watchdog_usec);
+    RUN(watchdog_pings_only_on_progress);
     RUN(unreachable_socket_is_an_error_not_a_crash);
     unlink(sockpath);
     rmdir(dir);
