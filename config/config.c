@@ -719,6 +719,28 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
     return 0;
 }
 
+int cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errlen)
+{
+    if (o->model && cfg_set_string(&c->model, o->model))
+        return -ENOMEM;
+    if (o->workers >= 0)
+        c->workers = (unsigned)o->workers;
+    if (o->n_endpoints) {
+        char **v;
+        if (dup_list(&v, (char *const *)o->endpoints, o->n_endpoints))
+            return -ENOMEM;
+        free_list(c->endpoints, c->n_endpoints);
+        c->endpoints = v;
+        c->n_endpoints = o->n_endpoints;
+    }
+    if (o->to_stdout >= 0)
+        c->to_stdout = o->to_stdout != 0;
+    if (o->stats_interval >= 0)
+        c->stats_interval = o->stats_interval;
+    c->wait_subscribers = o->wait_subscribers;
+    return cfg_validate(c, err, errlen);
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 struct ctx {

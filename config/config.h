@@ -65,6 +65,24 @@ struct cfg {
     unsigned           n_streams;
 };
 
+/* Command-line settings that override the file.  main fills one from argv
+ * and keeps it, so that a SIGHUP reload applies the same overrides to the
+ * re-read file.  Unset fields leave the file's value. */
+struct cfg_cli {
+    const char        *model;            /* NULL: unset */
+    int                workers;          /* < 0: unset */
+    const char *const *endpoints;        /* n_endpoints == 0: unset */
+    unsigned           n_endpoints;
+    int                to_stdout;        /* < 0: unset, else 0/1 */
+    double             stats_interval;   /* < 0: unset */
+    unsigned           wait_subscribers;
+};
+#define CFG_CLI_UNSET { .workers = -1, .to_stdout = -1, .stats_interval = -1 }
+
+/* Apply the overrides to *c and validate the result (cfg_validate).  0,
+ * -EINVAL (message in err, naming the option's key) or -ENOMEM. */
+int  cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errlen);
+
 /* Fill *c with the defaults of the key table (no streams).  Does not free
  * what *c held.  0 or -ENOMEM. */
 int  cfg_defaults(struct cfg *c);

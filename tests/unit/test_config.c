@@ -177,6 +177,64 @@ TEST(valid_file)
     cfg_free(&c);
 }
 
+/* The command line overrides the file, and is applied again after a reload. */
+TEST(command_line_overrides)
+{
+    const char *p = write_file("cli.conf", "workers = 3;\npublish = { hwm = 7; stats_interval = 2; };\n"
+                                           "model = \"/m\";\n");
+    REQUIRE(p);
+    struct cfg c = { 0 };
+    char err[512] = "";
+    REQUIRE(cfg_load(p, &c, err, sizeof err) == 0);
+    struct cfg_cli none = CFG_CLI_UNSET;
+    CHECKF(cfg_apply_cli(&c, &none, err, sizeof err) == 0, "%s", err);
+    CHECK(c.workers == 3 && c.hwm == 7 && c.stats_interval == 2.0 && !strcmp(c.model, "/m"));
+    CHECK(c.n_endpoints == 1 && !c.to_stdout);
+
+    const char *eps[] = { "ipc:///run/trident/a", "tcp://*:6000" };
+    struct cfg_cli o = CFG_CLI_UNSET;
+    o.model = "/other.safetensors";
+    o.workers = 0;
+    o.endpoints = eps;
+    o.n_endpoints = 2;
+    o.to_stdout = 1;
+    o.stats_interval = 0;
+    o.wait_subscribers = 2;
+    CHECKF(cfg_apply_cli(&c, &o, err, sizeof err) == 0, "%s", err);
+    CHECK(!strcmp(c.model, "/other.safetensors") && c.workers == 0 && c.to_stdout);
+    CHECK(c.stats_interval == 0 && c.wait_subscribers == 2 && c.hwm == 7);
+    REQUIRE(c.n_endpoints == 2);
+    CHECK(!strcmp(c.endpoints[1], "tcp://*:6000") && c.endpoints[1] != eps[1]);
+
+    /* reload: the file again, the same overrides again */
+    REQUIRE(cfg_load(p, &c, err, sizeof err) == 0);
+    CHECK(c.workers == 3);
+    CHECKF(cfg_apply_cli(&c, &o, err, sizeof err) == 0, "%s", err);
+    CHECK(c.workers == 0 && c.n_endpoints == 2);
+
+    /* out of range on the command line: refused, naming the key */
+    o.workers = 9999;
+    CHECK(cfg_apply_cli(&c, &o, err, sizeof err) == -EINVAL);
+    CHECKF(strstr(err, "workers") && strstr(err, "between"), "%s", err);
+    cfg_free(&c);
+
+    /* --replay: defaults plus streams made on the command line */
+    REQUIRE(cfg_defaults(&c) == 0);
+    struct cfg_stream s;
+    REQUIRE(cfg_stream_defaults(&s, CFG_FILE) == 0);
+    s.name = strdup("x");
+    s.path = strdup("dir1/x.wav");
+    s.pace = CFG_PACE_FAST;
+    REQUIRE(cfg_add_stream(&c, &s) == 0);
+    REQUIRE(cfg_set_string(&s.path, "dir2/x.wav") == 0);
+    REQUIRE(cfg_add_stream(&c, &s) == 0);
+    o = (struct cfg_cli)CFG_CLI_UNSET;
+    CHECK(cfg_apply_cli(&c, &o, err, sizeof err) == -EINVAL);
+    CHECKF(strstr(err, "stream \"x\"") && strstr(err, "duplicate"), "%s", err);
+    free(s.name), free(s.path), free(s.format);
+    cfg_free(&c);
+}
+
 struct bad_case {
     const char *text;
     int         line;
@@ -427,6 +485,7 @@ int main(void)
     }
     RUN(defaults);
     RUN(valid_file);
+    RUN(command_line_overrides);
     RUN(errors_name_file_line_key);
     RUN(missing_file);
     RUN(include_is_relative_to_the_config);
