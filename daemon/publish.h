@@ -7,6 +7,25 @@
  * publish_result() waits (back-pressure) rather than drop — a fast replay
  * loses nothing to a slow subscriber.  A subscriber that goes away is simply
  * no longer sent to.
+ *
+ * The wait is a blocking zmq_send() in slices of 100 ms (ZMQ_SNDTIMEO):
+ * libzmq wakes it as soon as the subscriber's pipe has room again.  (Polling
+ * for ZMQ_POLLOUT would spin: an XPUB always reports POLLOUT, even when
+ * NODROP refuses the message.)  Between slices the publisher reads the
+ * subscription messages and checks the abort flag (publish_set_abort).
+ *
+ * The socket lingers at most 2 s on publish_destroy(): messages still queued
+ * for a subscriber that cannot take them within 2 s are lost, so exit never
+ * hangs on a stuck peer.
+ *
+ * JSON (publish_format): fields in DESIGN.md's order; floats as %.9g (exact
+ * float32 round trip; ".0" added to integral values, so score, probs, logits
+ * are always JSON reals), t as %.6f (microseconds); a non-finite number (NaN,
+ * ±Inf) is written as null, since JSON has no such values; latency_us below 0
+ * is written as 0.  Strings are JSON-escaped; bytes that are not valid UTF-8
+ * become U+FFFD (so the stream field can differ from the raw topic frame only
+ * for such names); a NULL string is written as "".  Numbers use the C
+ * locale's decimal point (the daemon never calls setlocale(LC_NUMERIC)).
  */
 #ifndef TRIDENT_PUBLISH_H
 #define TRIDENT_PUBLISH_H
@@ -24,8 +43,8 @@ struct result {
     int           cls;
     const char   *label;
     float         score;
-    const float  *probs;
-    const float  *logits;
+    const float  *probs;        /* n_classes values */
+    const float  *logits;       /* n_classes values */
     int           n_classes;
     bool          gap;
     int64_t       latency_us;
@@ -41,19 +60,34 @@ struct publish_opts {
 
 typedef struct publisher publisher;
 
-/* Create the socket and bind every endpoint. 0, or -errno with a message
- * naming the endpoint in err. */
+/* Create the socket and bind every endpoint. 0, or -errno with a one-line
+ * message naming the endpoint in err ("cannot bind tcp://…: Address already
+ * in use"). */
 int  publish_create(const struct publish_opts *o, publisher **out, char *err, size_t errlen);
+/* Close the socket (lingering at most 2 s for queued messages) and free. */
 void publish_destroy(publisher *p);
-/* Block until n subscriptions have arrived or *stop becomes non-zero.
- * 0, or -EINTR when stopped. */
+/* The endpoint actually bound for o->endpoints[i] (ZMQ_LAST_ENDPOINT: the
+ * real port of "tcp://host:*"), or NULL when i is out of range. */
+const char *publish_endpoint(const publisher *p, unsigned i);
+/* Give up a send blocked by back-pressure once *flag is non-zero (checked
+ * every 100 ms): publish_result()/publish_raw() then return -ECANCELED and
+ * every later send does too.  For a hard stop; NULL (default) never gives up. */
+void publish_set_abort(publisher *p, const volatile sig_atomic_t *flag);
+/* Block until n subscriptions are present (subscribe minus unsubscribe
+ * messages, as publish_subscribers()) or *stop becomes non-zero (checked every
+ * 100 ms; stop may be NULL).  0, -EINTR when stopped, -ENOTCONN when n > 0 and
+ * there is no socket. */
 int  publish_wait_subscribers(publisher *p, unsigned n, const volatile sig_atomic_t *stop);
-/* Publish one classification (formats into the publisher's own buffer). */
+/* Publish one classification (formats into the publisher's own buffer, which
+ * grows only if a message is larger than any before).  0, -ECANCELED (abort),
+ * -ENOMEM, or -errno of a failed send or stdout write. */
 int  publish_result(publisher *p, const struct result *r);
-/* Publish a ready JSON object under a topic (statistics: "_stats"). */
+/* Publish a ready one-line JSON object under a topic (statistics: "_stats").
+ * Same returns as publish_result(). */
 int  publish_raw(publisher *p, const char *topic, const char *json);
-/* Format r as the one-line JSON object; returns its length, or the length it
- * would need (like snprintf). */
+/* Format r as the one-line JSON object (no newline); returns its length, or
+ * the length it would need (like snprintf: buf always NUL-terminated when
+ * len > 0, the output truncated when the result is >= len). */
 size_t publish_format(const struct result *r, char *buf, size_t len);
 /* Subscriptions currently known (XPUB subscribe minus unsubscribe messages). */
 unsigned publish_subscribers(const publisher *p);
