@@ -1,8 +1,11 @@
 /* resample.c — streaming sample-rate conversion on top of libsoxr.
  *
- * Why libsoxr and not libsamplerate (both in Debian): soxr is several times
- * faster at equal or better quality (its DFT-based multi-stage filters beat
- * libsamplerate's sinc interpolator), it offers a "very high quality" preset
+ * Why libsoxr and not libsamplerate (both in Debian): soxr is far faster at
+ * equal or better quality (its DFT-based multi-stage filters against
+ * libsamplerate's sinc interpolator; measured on the project machine, 4096-
+ * sample chunks, one core: soxr VHQ 48k->12k about 100 M input samples/s
+ * and 44.1k->12k about 100-130 M/s, libsamplerate SINC_BEST 0.7-1.1 M/s,
+ * even SINC_FASTEST only 6.5 M/s), it offers a "very high quality" preset
  * (28-bit, linear phase, <= 0.01 dB pass-band roll-off) that is far beyond
  * what a classifier can notice, it removes its own filter delay in streaming
  * mode so output sample k sits at input time k / out_rate (window times stay

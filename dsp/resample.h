@@ -25,7 +25,9 @@
  * Chunking: the daemon and model/train/prep.c feed RS_CHUNK samples per call.
  * Correctness does not need it (see above), but soxr buffers whatever one
  * call gives it, so a fixed chunk keeps its memory bounded and stops it from
- * growing after the first chunks: use RS_CHUNK everywhere.
+ * growing after the first chunks (measured: no allocation at all in 2000
+ * RS_CHUNK calls after 50 warm-up calls): use RS_CHUNK everywhere, with
+ * out_cap >= rs_out_len(in, out, RS_CHUNK) + 64.
  */
 #ifndef TRIDENT_RESAMPLE_H
 #define TRIDENT_RESAMPLE_H

@@ -16,7 +16,7 @@
 
 typedef struct windower windower;
 
-windower *win_create(unsigned size, unsigned hop);   /* NULL on ENOMEM or hop == 0 */
+windower *win_create(unsigned size, unsigned hop);   /* NULL on ENOMEM, or EINVAL if size or hop is 0 */
 void      win_destroy(windower *w);
 void      win_reset(windower *w);                    /* back to sample 0, nothing buffered */
 /* Take up to n samples; returns how many were consumed.  It stops consuming
