@@ -136,8 +136,8 @@ int main(int argc, char **argv)
     FILE *out = NULL;
     float *frames = malloc((size_t)RS_CHUNK * (size_t)info.channels * sizeof *frames);
     float *mono = malloc(RS_CHUNK * sizeof *mono);
-    /* Room for one chunk's output at any ratio, plus soxr's slack. */
-    size_t out_cap = (size_t)((double)RS_CHUNK * (double)rate / info.samplerate) + 1024;
+    /* Room for one chunk's output with soxr's block bursts (resample.h). */
+    size_t out_cap = (size_t)(2.0 * RS_CHUNK * (double)rate / info.samplerate) + 1024;
     float *res = malloc(out_cap * sizeof *res);
     if (!frames || !mono || !res) {
         fprintf(stderr, "trident-prep: out of memory\n");

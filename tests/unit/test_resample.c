@@ -184,6 +184,31 @@ TEST(chunking_independent)
     free(b);
 }
 
+/* resample.h's sizing rule: with out_cap = 2 n r + 64 a call never fills
+ * the buffer, i.e. never holds samples back. */
+TEST(out_cap_rule_never_holds_back)
+{
+    const double rates[][2] = { { 48000, 12000 }, { 44100, 12000 }, { 96000, 12000 },
+                                { 8000, 12000 }, { 16000, 12000 } };
+    static float x[RS_CHUNK], y[4 * RS_CHUNK];
+    for (size_t i = 0; i < RS_CHUNK; i++)
+        x[i] = (float)sin(0.05 * (double)i);
+    for (size_t k = 0; k < sizeof rates / sizeof rates[0]; k++) {
+        char err[100];
+        resampler *r = rs_create(rates[k][0], rates[k][1], err, sizeof err);
+        REQUIRE(r);
+        size_t cap = (size_t)(2.0 * RS_CHUNK * rates[k][1] / rates[k][0]) + 64;
+        long most = 0;
+        for (int i = 0; i < 300; i++) {
+            long m = rs_process(r, x, RS_CHUNK, y, cap);
+            if (m > most)
+                most = m;
+        }
+        CHECKF(most < (long)cap, "%g->%g: a call filled all %zu", rates[k][0], rates[k][1], cap);
+        rs_destroy(r);
+    }
+}
+
 /* Equal rates: a bit-exact copy, no delay, no soxr. */
 TEST(equal_rates_pass_through)
 {
@@ -222,6 +247,7 @@ int main(void)
     RUN(sine_44k1_to_12k);
     RUN(output_length_rule);
     RUN(chunking_independent);
+    RUN(out_cap_rule_never_holds_back);
     RUN(equal_rates_pass_through);
     RUN(bad_rates_refused);
     return TEST_END();
