@@ -69,9 +69,10 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 SAN_address   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=undefined
 SAN_thread    := -fsanitize=thread
+SAN_fuzzer    := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ifneq ($(SANITIZER),)
 ifeq ($(SAN_$(SANITIZER)),)
-$(error SANITIZER must be address, undefined or thread)
+$(error SANITIZER must be address, undefined or thread (fuzzer: make fuzz))
 endif
 endif
 SAN_FLAGS := $(SAN_$(SANITIZER))
@@ -136,6 +137,16 @@ $(ALSA_PLUGIN): tests/alsa/pcm_trident_test.c
 	@mkdir -p $(@D)
 	$(CC) -shared -fPIC -DPIC -D_GNU_SOURCE -std=gnu11 -Wall -Wextra $(shell pkg-config --cflags alsa) \
 	    $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs alsa)
+
+# make fuzz: each tests/fuzz/fuzz_*.c as a libFuzzer program (clang,
+# ASan+UBSan) in build-fuzzer/fuzz/; each file says how to run it.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+fuzz:
+	@$(MAKE) --no-print-directory SANITIZER=fuzzer CC=clang fuzz-bins
+fuzz-bins: $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(T_LDFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB) $(T_LDLIBS) $(LDLIBS)
 
 # make check: the normal build runs everything; the ASan+UBSan and TSan builds
 # run the unit tests and the integration tests that ask for them
@@ -209,6 +220,7 @@ deb:
 clean:
 	rm -rf build build-*
 
-.PHONY: all tools check demo bench install deb clean conf
+.PHONY: all tools check demo bench install deb clean conf fuzz fuzz-bins
+.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
 endif

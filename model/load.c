@@ -20,7 +20,8 @@
  *
  * Only then are the used tensors copied (F16/BF16 widened, non-finite values
  * refused) into one 64-byte-aligned arena, the file hashed for net_digest()
- * and unmapped.  Every failure is one line "PATH: what (where)" in err and a
+ * and unmapped.  net_load_buffer() runs the same checks on bytes in memory
+ * (the fuzz target, an embedded model).  Every failure is one line "PATH: what (where)" in err and a
  * negative errno: the open's errno, -ENOMEM, or -EINVAL for bad content.
  */
 #include "net_internal.h"
@@ -549,18 +550,27 @@ int net_load(const char *path, net_model **out, char *err, size_t errlen)
     close(fd);                          /* the mapping keeps the file */
     if (map == MAP_FAILED)
         return fail(&L, -e, "mmap: %s", strerror(e));
+    int rc = net_load_buffer(map, size, path, out, err, errlen);
+    munmap(map, size);                  /* the model holds copies only */
+    return rc;
+}
 
+int net_load_buffer(const void *buf, size_t size, const char *name, net_model **out,
+                    char *err, size_t errlen)
+{
+    struct loader L = { name ? name : "(buffer)", err, errlen };
+    *out = NULL;
+    if (err && errlen)
+        err[0] = '\0';
     int rc = -ENOMEM;
     net_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = strdup(path))) {
+    if (!m || !(m->path = strdup(L.path))) {
         fail(&L, rc, "out of memory");
         goto bad;
     }
     m->norm = NORM_NONE;
-    if ((rc = load_mapped(&L, m, map, size)) < 0)
+    if ((rc = load_mapped(&L, m, buf, size)) < 0)
         goto bad;
-    munmap(map, size);
-    map = NULL;
     if ((rc = net_fast_init(m)) < 0) {
         fail(&L, rc, "preparing the forward pass: %s", strerror(-rc));
         goto bad;
@@ -568,8 +578,6 @@ int net_load(const char *path, net_model **out, char *err, size_t errlen)
     *out = m;
     return 0;
 bad:
-    if (map)
-        munmap(map, size);
     net_destroy(m);
     return rc;
 }

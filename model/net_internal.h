@@ -60,6 +60,12 @@ struct net_scratch {
     size_t  n;
 };
 
+/* net_load() on a file's bytes already in memory (load.c): the same checks,
+ * errors named after `name`, nothing kept pointing into buf.  For the fuzz
+ * target and for models embedded in a program. */
+int    net_load_buffer(const void *buf, size_t size, const char *name, net_model **out,
+                       char *err, size_t errlen);
+
 /* Floats the reference forward needs in its scratch. */
 size_t net_ref_scratch_floats(void);
 
