@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -283,6 +284,66 @@ TEST(conv1_pool_path)
     free_tensors();
 }
 
+/* Workers share one model, each with its own scratch: two threads running
+ * at once must give exactly the single-threaded logits (and TSan, which runs
+ * this test too, must see no race). */
+struct worker {
+    const net_model *m;
+    const float *x;             /* 2 windows */
+    float y[2][4];
+    int ok;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    net_scratch *s = net_scratch_create(w->m);
+    if (!s)
+        return NULL;
+    for (int i = 0; i < 2; i++)
+        net_forward(w->m, s, w->x + i * NET_WIN, w->y[i]);
+    net_scratch_destroy(s);
+    w->ok = 1;
+    return NULL;
+}
+
+TEST(shared_model_threads)
+{
+    zero_net(4);
+    uint32_t r = 12345;
+    for (int i = 0; i < nT; i++)
+        for (size_t j = 0; j < T[i].n; j++) {
+            r = r * 1664525u + 1013904223u;
+            T[i].data[j] = ((float)(r >> 8) / 16777216.0f - 0.5f) * 0.2f;
+        }
+    char *path = write_model(NULL);
+    REQUIRE(path);
+    char err[256];
+    net_model *m = NULL;
+    int rc = net_load(path, &m, err, sizeof err);
+    unlink(path);
+    free_tensors();
+    CHECKF(rc == 0, "%s", err);
+    if (!m)
+        return;
+    static float x[2 * NET_WIN];
+    for (int i = 0; i < 2 * NET_WIN; i++)
+        x[i] = sinf((float)i * 0.05f) + 0.1f * (float)(i % 7);
+    struct worker single = { m, x, { { 0 } }, 0 }, w[2] = { { m, x, { { 0 } }, 0 },
+                                                            { m, x, { { 0 } }, 0 } };
+    work(&single);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, work, &w[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(single.ok && w[0].ok && w[1].ok);
+    CHECK(memcmp(single.y, w[0].y, sizeof single.y) == 0);
+    CHECK(memcmp(single.y, w[1].y, sizeof single.y) == 0);
+    CHECK(single.y[0][0] != single.y[1][0]);    /* the two windows differ */
+    net_destroy(m);
+}
+
 TEST(load_errors)
 {
     char err[256];
@@ -313,6 +374,7 @@ int main(void)
     RUN(softmax_argmax);
     RUN(hand_computed_model);
     RUN(conv1_pool_path);
+    RUN(shared_model_threads);
     RUN(load_errors);
     return TEST_END();
 }
