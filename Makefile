@@ -5,6 +5,7 @@
 #   make SANITIZER=address    ASan+UBSan build (also: undefined, thread) into build-$(SANITIZER)
 #   make demo                 replay the shipped recordings with the shipped model
 #   make bench                benchmarks against PyTorch
+#   make train                retrain model/cwru.safetensors on ../shared/data/cwru
 #   make install              honours PREFIX and DESTDIR
 #   make deb                  Debian package into build/deb/
 #   make conf                 regenerate config/trident.conf from config.c's key table
@@ -40,13 +41,14 @@ endif
 DEPS_all     := build
 DEPS_tools   := build
 DEPS_check   := build test
-DEPS_demo    := build
+DEPS_demo    := build demo
 DEPS_bench   := build test
 DEPS_install := build
 DEPS_deb     := build deb
 DEPS_fuzz    := build sanitize
 DEPS_conf    := build
-DEP_TARGETS  := all tools check demo bench install deb fuzz conf
+DEPS_train   := build test
+DEP_TARGETS  := all tools check demo bench install deb fuzz conf train
 
 ifndef TRIDENT_DEPS_OK
 # ---- outer make: install packages, then re-run with the real rules ----------
@@ -168,6 +170,11 @@ conf: $(BUILD)/tools/cfg-example
 
 bench: all
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/bench/run.sh
+
+# The shipped model: every recording read and resampled by trident-prep.
+.PHONY: train
+train: $(BUILD)/bin/trident-prep
+	$(PYTHON) model/train/train.py --prep $(BUILD)/bin/trident-prep
 
 # make install: programs, unit, man pages, the example config (an existing
 # one is kept: it is the operator's) and the default model.  The unit's

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — make sure the Debian packages a make target needs are installed.
 #
-#   packaging/deps.sh SET...      SET: build test sanitize deb
+#   packaging/deps.sh SET...      SET: build test demo sanitize deb
 #
 # Missing packages are installed with apt-get when run as root; otherwise the
 # script prints the exact apt-get line and exits 1.  It is called by the
@@ -12,6 +12,7 @@ set -eu
 pkgs_build="build-essential pkg-config libasound2-dev libzmq3-dev libconfig-dev \
 libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev"
 pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils"
+pkgs_demo="python3"
 pkgs_sanitize="clang libclang-rt-14-dev"
 pkgs_deb="debhelper devscripts lintian fakeroot systemd"
 
@@ -20,6 +21,7 @@ for set in "$@"; do
     case "$set" in
     build)    want="$want $pkgs_build" ;;
     test)     want="$want $pkgs_test" ;;
+    demo)     want="$want $pkgs_demo" ;;
     sanitize) want="$want $pkgs_sanitize" ;;
     deb)      want="$want $pkgs_deb" ;;
     *) echo "deps.sh: unknown package set '$set'" >&2; exit 64 ;;
