@@ -31,13 +31,11 @@ trap 'exit 130' INT TERM
 port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') || exit 1
 endpoint="tcp://127.0.0.1:$port"
 
-# Line-buffer the subscriber's stdout so each message is shown as it arrives.
-linebuf=
-command -v stdbuf >/dev/null 2>&1 && linebuf="stdbuf -oL"
+# trident-sub flushes every line, so the view shows each message as it arrives.
 mkfifo "$tmp/lines" || exit 1
 "$PYTHON" -u tests/demo_view.py <"$tmp/lines" &
 view_pid=$!
-$linebuf "$BUILD/bin/trident-sub" "$endpoint" >"$tmp/lines" &
+"$BUILD/bin/trident-sub" "$endpoint" >"$tmp/lines" &
 sub_pid=$!
 
 echo "tridentd --replay tests/fixtures/cwru/*.wav --model $MODEL --endpoint $endpoint --pace realtime"
