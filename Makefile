@@ -168,7 +168,11 @@ demo: all
 conf: $(BUILD)/tools/cfg-example
 	$(BUILD)/tools/cfg-example > config/trident.conf
 
-bench: all
+# Benchmarks: tests/bench/*.c, built by make bench only.
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(foreach b,$(wildcard tests/bench/*.c),$(eval $(call link_rule,$(b:tests/bench/%.c=$(BUILD)/bench/%),$(BUILD)/obj/$(b:.c=.o))))
+
+bench: all $(BENCH_BIN)
 	@PYTHON=$(PYTHON) BUILD=$(BUILD) sh tests/bench/run.sh
 
 # The shipped model: every recording read and resampled by trident-prep.

@@ -35,6 +35,13 @@ const char  *net_digest(const net_model *m);         /* first 12 hex digits of t
 const char  *net_path(const net_model *m);
 const char  *net_impl(const net_model *m);           /* "ref", "avx512", ... */
 
+/* Which forward net_load() prepares: "auto" or NULL (the fastest this CPU
+ * runs: avx512, avx2, generic), "ref", "generic", "avx2" or "avx512".  The
+ * environment variable TRIDENT_NET (same values) wins over it.  Asking for
+ * one the CPU cannot run makes net_load() fail with -ENOTSUP.  Call before
+ * net_load(), not concurrently with it.  0, or -EINVAL for an unknown name. */
+int          net_set_impl_override(const char *name);
+
 net_scratch *net_scratch_create(const net_model *m); /* NULL on ENOMEM */
 void         net_scratch_destroy(net_scratch *s);
 

@@ -1,0 +1,258 @@
+/* bench.c — trident's network engine against the machine's FMA peak.
+ *
+ *   bench [-r REPEATS] [-t SECONDS] MODEL
+ *
+ * Measures, in one run and interleaved so that load from other processes
+ * spreads over all of them: the FP32 FMA peak of one core and of all cores
+ * (a probe with enough independent accumulators to hide the FMA latency),
+ * and windows/s of every forward implementation this CPU runs (ref,
+ * generic, avx2, avx512), on one thread and on one thread per online CPU,
+ * each thread with its own scratch as the daemon's workers have.  Each is
+ * measured REPEATS times (default 7) for SECONDS (default 0.3); it prints
+ * the median, minimum and maximum as lines tests/bench/run.sh reads:
+ *
+ *   cpus N
+ *   flop_per_window F
+ *   peak THREADS GFLOPS_MEDIAN MIN MAX
+ *   engine IMPL THREADS WINDOWS_PER_S_MEDIAN MIN MAX
+ *
+ * Not a test: nothing here is checked (tests/unit/test_net_fast.c is).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net.h"
+
+#define MAX_REPEATS 64
+#define MAX_THREADS 256
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* ---- FMA peak probe ------------------------------------------------------
+ * 12 independent accumulator chains: enough for two FMA pipes of latency 4
+ * (8 in flight) on every current x86 core.  Returns GFLOP/s (2 per lane). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define PROBE_BODY(T, FMA, SET1, LANES)                                        \
+    T m = SET1(0.999999f), c = SET1(1e-7f);                                   \
+    T a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4),   \
+      a5 = SET1(5), a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9),   \
+      a10 = SET1(10), a11 = SET1(11);                                         \
+    double t0 = now();                                                        \
+    for (long i = 0; i < iters; i++) {                                        \
+        a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c);           \
+        a3 = FMA(a3, m, c); a4 = FMA(a4, m, c); a5 = FMA(a5, m, c);           \
+        a6 = FMA(a6, m, c); a7 = FMA(a7, m, c); a8 = FMA(a8, m, c);           \
+        a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);       \
+    }                                                                         \
+    double t = now() - t0;                                                    \
+    T s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;       \
+    float sink[LANES];                                                        \
+    memcpy(sink, &s, sizeof sink);                                            \
+    if (sink[0] == 1234.5f) /* keeps the sums live */                        \
+        fputc(' ', stderr);                                                   \
+    return iters * 12.0 * LANES * 2 / t / 1e9;
+
+__attribute__((target("avx512f"))) static double probe_avx512(long iters)
+{
+    PROBE_BODY(__m512, _mm512_fmadd_ps, _mm512_set1_ps, 16)
+}
+__attribute__((target("avx2,fma"))) static double probe_avx2(long iters)
+{
+    PROBE_BODY(__m256, _mm256_fmadd_ps, _mm256_set1_ps, 8)
+}
+static double probe(long iters)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return probe_avx512(iters);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return probe_avx2(iters);
+    return 0;                                       /* unknown: no peak printed */
+}
+#else
+static double probe(long iters) { (void)iters; return 0; }
+#endif
+
+/* ---- threads ------------------------------------------------------------- */
+struct job {
+    pthread_t th;
+    const net_model *m;             /* NULL: run the FMA probe */
+    double seconds;
+    pthread_barrier_t *start;
+    double rate;                    /* windows/s or GFLOP/s */
+};
+
+static float windows[64][NET_WIN];
+
+static void *run_job(void *arg)
+{
+    struct job *j = arg;
+    pthread_barrier_wait(j->start);
+    if (!j->m) {
+        /* calibrate iterations to about the requested time */
+        long iters = 1 << 16;
+        double t0 = now();
+        probe(iters);
+        double t = now() - t0;
+        iters = (long)(iters * j->seconds / (t > 1e-6 ? t : 1e-6));
+        j->rate = probe(iters > 1 ? iters : 1);
+        return NULL;
+    }
+    net_scratch *s = net_scratch_create(j->m);
+    if (!s) {
+        j->rate = -1;
+        return NULL;
+    }
+    float logits[NET_MAX_CLASSES];
+    net_forward(j->m, s, windows[0], logits);       /* warm: caches, page faults */
+    long n = 0;
+    double t0 = now(), t;
+    do {
+        net_forward(j->m, s, windows[n & 63], logits);
+        n++;
+    } while ((t = now() - t0) < j->seconds);
+    j->rate = n / t;
+    net_scratch_destroy(s);
+    return NULL;
+}
+
+/* Runs `threads` jobs at once; returns the sum of their rates. */
+static double measure(const net_model *m, int threads, double seconds)
+{
+    struct job jobs[MAX_THREADS];
+    pthread_barrier_t b;
+    pthread_barrier_init(&b, NULL, threads);
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (struct job){ .m = m, .seconds = seconds, .start = &b };
+        if (pthread_create(&jobs[i].th, NULL, run_job, &jobs[i])) {
+            fprintf(stderr, "bench: pthread_create failed\n");
+            exit(1);
+        }
+    }
+    double sum = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(jobs[i].th, NULL);
+        sum += jobs[i].rate;
+    }
+    pthread_barrier_destroy(&b);
+    return sum;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+struct series {
+    char what[16];
+    int threads;
+    const net_model *m;
+    double v[MAX_REPEATS];
+};
+
+int main(int argc, char **argv)
+{
+    int repeats = 7;
+    double seconds = 0.3;
+    int opt;
+    while ((opt = getopt(argc, argv, "r:t:")) != -1) {
+        if (opt == 'r')
+            repeats = atoi(optarg);
+        else if (opt == 't')
+            seconds = atof(optarg);
+        else
+            goto usage;
+    }
+    if (optind != argc - 1 || repeats < 1 || repeats > MAX_REPEATS || seconds <= 0)
+        goto usage;
+    const char *path = argv[optind];
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    if (cpus > MAX_THREADS)
+        cpus = MAX_THREADS;
+
+    unsigned r = 12345;
+    for (int w = 0; w < 64; w++)
+        for (int i = 0; i < NET_WIN; i++)
+            windows[w][i] = (float)((r = r * 1103515245 + 12345) >> 8) / (1 << 24) - 0.5f;
+
+    /* every implementation this CPU runs */
+    static const char *const names[] = { "ref", "generic", "avx2", "avx512" };
+    net_model *models[4] = { 0 };
+    int nm = 0;
+    unsetenv("TRIDENT_NET");
+    for (int i = 0; i < 4; i++) {
+        char err[512];
+        net_set_impl_override(names[i]);
+        int rc = net_load(path, &models[nm], err, sizeof err);
+        if (rc == -ENOTSUP)
+            continue;
+        if (rc < 0) {
+            fprintf(stderr, "bench: %s\n", err);
+            return 1;
+        }
+        nm++;
+    }
+    net_set_impl_override(NULL);
+
+    static struct series ser[2 + 2 * 4];
+    int ns = 0;
+    int tcount[2] = { 1, cpus };
+    int nt = cpus > 1 ? 2 : 1;
+    for (int t = 0; t < nt; t++)
+        ser[ns++] = (struct series){ .what = "peak", .threads = tcount[t] };
+    for (int i = 0; i < nm; i++)
+        for (int t = 0; t < nt; t++) {
+            ser[ns] = (struct series){ .threads = tcount[t], .m = models[i] };
+            snprintf(ser[ns].what, sizeof ser[ns].what, "%s", net_impl(models[i]));
+            ns++;
+        }
+
+    /* interleaved: every repeat measures every series once */
+    for (int rep = 0; rep < repeats; rep++)
+        for (int i = 0; i < ns; i++) {
+            /* the reference is ~30x slower: give it time for enough windows */
+            double sec = ser[i].m && !strcmp(ser[i].what, "ref") ? seconds * 2 : seconds;
+            ser[i].v[rep] = measure(ser[i].m, ser[i].threads, sec);
+        }
+
+    printf("cpus %d\n", cpus);
+    /* multiply-adds: conv1 + three branches of three layers + fc, times 2 */
+    double macs = 64.0 * 128 * 32;
+    for (int k = 3; k <= 7; k += 2)
+        macs += 64.0 * 64 * k * 64 + 128.0 * 64 * k * 32 + 256.0 * 128 * k * 16;
+    macs += (double)NET_FEATURES * net_classes(models[0]);
+    printf("flop_per_window %.0f\n", 2 * macs);
+    for (int i = 0; i < ns; i++) {
+        qsort(ser[i].v, repeats, sizeof(double), cmp_double);
+        double med = repeats % 2 ? ser[i].v[repeats / 2]
+                                 : (ser[i].v[repeats / 2 - 1] + ser[i].v[repeats / 2]) / 2;
+        if (!ser[i].m) {
+            if (med > 0)
+                printf("peak %d %.2f %.2f %.2f\n", ser[i].threads, med, ser[i].v[0],
+                       ser[i].v[repeats - 1]);
+        } else {
+            printf("engine %s %d %.1f %.1f %.1f\n", ser[i].what, ser[i].threads, med,
+                   ser[i].v[0], ser[i].v[repeats - 1]);
+        }
+    }
+    for (int i = 0; i < nm; i++)
+        net_destroy(models[i]);
+    return 0;
+usage:
+    fprintf(stderr, "usage: bench [-r REPEATS] [-t SECONDS] MODEL\n");
+    return 64;
+}

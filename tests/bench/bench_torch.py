@@ -1,0 +1,150 @@
+"""bench_torch.py — Debian's PyTorch on trident's network, for make bench.
+
+    /usr/bin/python3 tests/bench/bench_torch.py [--repeats N] [--seconds S] MODEL
+
+Loads the same safetensors file the C benchmark runs into model/train/net.py's
+Net and measures windows/s with torch.inference_mode():
+  eager and traced (torch.jit.trace + freeze) at batch 1 on one thread;
+  "onednn": the same layers calling torch.mkldnn_convolution directly at
+  batch 1 (PyTorch itself only picks oneDNN for batch > 1; at batch 1 it
+  runs im2col + the system BLAS, which is netlib's reference BLAS unless
+  OpenBLAS is installed: the BLAS in use is printed);
+  traced at its best batch size on one thread and on all CPUs (intra-op
+  threads = online CPUs), the batch chosen by a quick scan first.
+Each is measured REPEATS times, interleaved; prints lines for run.sh:
+  torch NAME THREADS BATCH WINDOWS_PER_S_MEDIAN MIN MAX
+  torch_blas PATH
+"""
+import argparse
+import json
+import os
+import statistics
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "model", "train"))
+from net import Net, WINDOW  # noqa: E402
+
+DT = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    base = 8 + n
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, t in header.items():
+        a, b = t["data_offsets"]
+        arr = np.frombuffer(raw[base + a:base + b], dtype=DT[t["dtype"]]).reshape(t["shape"])
+        tensors[name] = torch.from_numpy(arr.astype(np.int64 if arr.dtype == np.int64
+                                                    else np.float32))
+    return tensors, meta
+
+
+def onednn_forward(net):
+    """Net.forward with every Conv1d run by oneDNN (torch.mkldnn_convolution)."""
+    def conv(c, x):
+        return torch.mkldnn_convolution(x, c.weight, c.bias, c.padding, c.stride,
+                                        c.dilation, c.groups)
+
+    def fwd(x):
+        x = net.pool1(conv(net.conv1, x))
+        ys = []
+        for k in (3, 5, 7):
+            y = x
+            for layer in (1, 2, 3):
+                y = getattr(net, f"pool{k}_{layer}")(conv(getattr(net, f"conv{k}_{layer}"), y))
+            ys.append(net.pool2(y))
+        return net.fc(torch.cat(ys, dim=1).flatten(1))
+    return fwd
+
+
+def blas_in_use():
+    with open("/proc/self/maps") as f:
+        for line in f:
+            if "blas" in line.rsplit("/", 1)[-1]:
+                return line.split()[-1]
+    return "unknown"
+
+
+def rate(fn, batch, seconds):
+    """windows/s of fn() over about `seconds` (after one warm-up call)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        t = time.perf_counter() - t0
+        if t >= seconds:
+            return n * batch / t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=0.3)
+    a = ap.parse_args()
+
+    sd, _ = load_safetensors(a.model)
+    classes = sd["fc.weight"].shape[0]
+    net = Net(classes)
+    net.load_state_dict(sd, strict=False)   # BN.* may be absent: unused in forward
+    net.eval()
+    cpus = os.cpu_count() or 1
+    gen = torch.Generator().manual_seed(0)
+
+    def inputs(b):
+        return torch.rand((b, 1, WINDOW), generator=gen) - 0.5
+
+    with torch.inference_mode():
+        traced = {}
+
+        def tr(b):
+            if b not in traced:
+                m = torch.jit.freeze(torch.jit.trace(net, inputs(b)))
+                traced[b] = m
+            return traced[b]
+
+        onednn = onednn_forward(net)
+        x = inputs(2)
+        if (onednn(x) - net(x)).abs().max() > 1e-4 * net(x).abs().max():
+            sys.exit("bench_torch: the oneDNN forward disagrees with Net")
+
+        def run(kind, threads, b, seconds):
+            torch.set_num_threads(threads)
+            x = inputs(b)
+            f = {"eager": net, "onednn": onednn}.get(kind) or tr(b)
+            return rate(lambda: f(x), b, seconds)
+
+        # best batch per thread count: one quick pass
+        batches = (1, 4, 16, 64, 256)
+        best = {}
+        for th in sorted({1, cpus}):
+            scan = {b: run("traced", th, b, a.seconds / 2) for b in batches}
+            best[th] = max(scan, key=scan.get)
+
+        series = [("eager", 1, 1), ("traced", 1, 1), ("onednn", 1, 1),
+                  ("traced", 1, best[1])]
+        if cpus > 1:
+            series += [("traced", cpus, best[cpus])]
+        vals = {s: [] for s in series}
+        for _ in range(a.repeats):
+            for s in series:
+                vals[s].append(run(s[0], s[1], s[2], a.seconds))
+    print(f"torch_blas {blas_in_use()}")
+    for (kind, th, b), v in vals.items():
+        print(f"torch {kind} {th} {b} {statistics.median(v):.1f} {min(v):.1f} {max(v):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+#!/bin/sh
+# run.sh — make bench: trident's engine and daemon against the machine's FMA
+# peak and Debian's PyTorch, in one run, printed as one table.
+#
+#   PYTHON=/usr/bin/python3 BUILD=build sh tests/bench/run.sh
+#
+# Steps: write a random model (model/train/export.py); $BUILD/bench/bench
+# (FMA peak, every forward implementation, 1 thread and all CPUs);
+# bench_torch.py (PyTorch on the same file); the daemon replaying a long
+# file with --pace fast if $BUILD/bin/tridentd exists; table.py prints it.
+# Every number is a median of repeated runs (BENCH_REPEATS, default 7),
+# interleaved within each program, because the cores may be shared.
+set -eu
+cd "$(dirname "$0")/../.." || exit 1
+PYTHON=${PYTHON:-/usr/bin/python3}
+BUILD=${BUILD:-build}
+REPEATS=${BENCH_REPEATS:-7}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT INT TERM
+
+model="$out/bench.safetensors"
+"$PYTHON" model/train/export.py --seed 1 "$model"
+
+echo "bench: engine (FMA peak, every implementation; $REPEATS repeats)..." >&2
+"$BUILD/bench/bench" -r "$REPEATS" "$model" >"$out/engine.txt"
+
+echo "bench: PyTorch..." >&2
+"$PYTHON" tests/bench/bench_torch.py --repeats "$REPEATS" "$model" >"$out/torch.txt"
+
+: >"$out/daemon.txt"
+if [ -x "$BUILD/bin/tridentd" ]; then
+    echo "bench: daemon replay..." >&2
+    cpus=$(nproc)
+    hop=1024
+    windows=20000
+    "$PYTHON" - "$out/long.wav" "$windows" "$hop" <<'PY'
+import sys, wave
+import numpy as np
+path, windows, hop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+n = (windows - 1) * hop + 1024
+x = (np.random.default_rng(0).standard_normal(n) * 3000).clip(-32768, 32767).astype("<i2")
+with wave.open(path, "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(12000); w.writeframes(x.tobytes())
+PY
+    for i in $(seq 3); do
+        t0=$(date +%s.%N)
+        if "$BUILD/bin/tridentd" --replay "$out/long.wav" --model "$model" --hop "$hop" \
+               --pace fast --workers "$cpus" --endpoint "ipc://$out/pub" >/dev/null 2>"$out/daemon.err"; then
+            t1=$(date +%s.%N)
+            echo "daemon $cpus $windows $t0 $t1" >>"$out/daemon.txt"
+        else
+            echo "daemon_failed $(head -n 1 "$out/daemon.err")" >>"$out/daemon.txt"
+            break
+        fi
+    done
+fi
+
+"$PYTHON" tests/bench/table.py "$out/engine.txt" "$out/torch.txt" "$out/daemon.txt"

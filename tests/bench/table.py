@@ -1,0 +1,87 @@
+"""table.py — formats make bench's measurements as one table (run.sh).
+
+    table.py ENGINE.txt TORCH.txt DAEMON.txt
+
+ENGINE.txt from bench.c, TORCH.txt from bench_torch.py, DAEMON.txt from
+run.sh ("daemon WORKERS WINDOWS T0 T1" per replay, or "daemon_failed MSG",
+or empty when tridentd is not built).
+"""
+import platform
+import statistics
+import sys
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main():
+    eng, torch_rows, daemon = sys.argv[1:4]
+    peak, rows, flop, cpus, blas = {}, [], None, 1, "?"
+    for line in open(eng):
+        f = line.split()
+        if f[0] == "cpus":
+            cpus = int(f[1])
+        elif f[0] == "flop_per_window":
+            flop = float(f[1])
+        elif f[0] == "peak":
+            peak[int(f[1])] = float(f[2])
+        elif f[0] == "engine":
+            rows.append((f"trident {f[1]}", int(f[2]), 1, *map(float, f[3:6])))
+    for line in open(torch_rows):
+        f = line.split()
+        if f[0] == "torch_blas":
+            blas = f[1]
+        elif f[0] == "torch":
+            rows.append((f"PyTorch {f[1]}", int(f[2]), int(f[3]), *map(float, f[4:7])))
+
+    base = next((r[3] for r in rows if r[0] == "PyTorch eager" and r[1] == 1 and r[2] == 1), None)
+    best = max((r[3] for r in rows if r[0].startswith("PyTorch") and r[1] == 1), default=None)
+    print(f"trident make bench — {cpu_name()}, {cpus} CPUs, FP32, "
+          f"{flop / 1e6:.2f} MFLOP per window; medians (min-max) of repeated runs")
+    for th, g in sorted(peak.items()):
+        print(f"measured FMA peak, {th} thread{'s' if th > 1 else ''}: {g:.1f} GFLOP/s"
+              f" = {g * 1e9 / flop:.0f} windows/s")
+    print(f"PyTorch's BLAS (its batch-1 convolutions): {blas}")
+    print()
+    hdr = (f"{'':24} {'threads':>7} {'batch':>5} {'windows/s':>10} {'(min-max)':>15} "
+           f"{'us/window':>9} {'% peak':>6} {'x PyTorch b1':>12} {'x PyTorch best':>14}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name, th, b, med, lo, hi in rows:
+        pk = peak.get(th)
+        pct = f"{100 * med * flop / (pk * 1e9):.1f}" if pk else "-"
+        r1 = f"{med / base:.2f}" if base else "-"
+        rb = f"{med / best:.2f}" if best else "-"
+        print(f"{name:24} {th:7d} {b:5d} {med:10.0f} {f'({lo:.0f}-{hi:.0f})':>15} "
+              f"{1e6 * th / med:9.1f} {pct:>6} {r1:>12} {rb:>14}")
+    print()
+    lines = [line.split() for line in open(daemon) if line.strip()]
+    runs = [ln for ln in lines if ln[0] == "daemon"]
+    failed = [ln for ln in lines if ln[0] == "daemon_failed"]
+    if runs:
+        workers, windows = int(runs[0][1]), int(runs[0][2])
+        wps = statistics.median(windows / (float(ln[4]) - float(ln[3])) for ln in runs)
+        fast = [r for r in rows if r[0].startswith("trident") and r[0] != "trident ref"]
+        one = max((r for r in fast if r[1] == 1), key=lambda r: r[3], default=None)
+        print(f"daemon: tridentd --replay (1 stream, {windows} windows) --pace fast "
+              f"--workers {workers}: {wps:.0f} windows/s (median of {len(runs)}, wall clock)")
+        if one:
+            print(f"        engine alone x workers: {one[3] * workers:.0f} windows/s "
+                  f"({one[0]}, 1 thread x {workers}) -> daemon at "
+                  f"{100 * wps / (one[3] * workers):.1f}%")
+    elif failed:
+        print("daemon: failed: " + " ".join(failed[0][1:]))
+    else:
+        print("daemon: not built")
+
+
+if __name__ == "__main__":
+    main()
