@@ -53,6 +53,11 @@ conv_tile(const float *restrict x, int xs, int K, const float *restrict w, vf ac
             acc[r][v] = (vf){0};
     for (int kk = 0; kk < K; kk++) {
         vf wv[V];
+        /* The weights (2.7 MB) do not fit in L2: ask for them 32 steps
+         * (2 KB with AVX-512, ~500 cycles) ahead of use, so that a core
+         * shared with other processes, whose caches they evict, still finds
+         * them in L1.  Past the end it fetches the next block, also needed. */
+        __builtin_prefetch(w + (size_t)(kk + 32) * VB);
 #pragma GCC unroll 8
         for (int v = 0; v < V; v++)
             wv[v] = *(const vf *)(w + (size_t)kk * VB + v * VW);

@@ -13,8 +13,13 @@
  *
  *   cpus N
  *   flop_per_window F
- *   peak THREADS GFLOPS_MEDIAN MIN MAX
- *   engine IMPL THREADS WINDOWS_PER_S_MEDIAN MIN MAX
+ *   peak THREADS GFLOPS_MEDIAN MIN MAX CPU_MEDIAN
+ *   engine IMPL THREADS WINDOWS_PER_S_MEDIAN MIN MAX CPU_MEDIAN
+ *
+ * Rates are per second of wall clock (what a user gets on this machine at
+ * this moment); CPU_MEDIAN is the same per second of the threads' own CPU
+ * time (CLOCK_THREAD_CPUTIME_ID), which leaves out the time other processes
+ * held the cores but not what they did to the caches.
  *
  * Not a test: nothing here is checked (tests/unit/test_net_fast.c is).
  */
@@ -31,12 +36,14 @@
 #define MAX_REPEATS 64
 #define MAX_THREADS 256
 
-static double now(void)
+static double clock_s(clockid_t c)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(c, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
+static double cpu_now(void) { return clock_s(CLOCK_THREAD_CPUTIME_ID); }
 
 /* ---- FMA peak probe ------------------------------------------------------
  * 12 independent accumulator chains: enough for two FMA pipes of latency 4
@@ -91,6 +98,7 @@ struct job {
     double seconds;
     pthread_barrier_t *start;
     double rate;                    /* windows/s or GFLOP/s */
+    double cpu_rate;                /* the same per second of CPU time */
 };
 
 static float windows[64][NET_WIN];
@@ -106,7 +114,11 @@ static void *run_job(void *arg)
         probe(iters);
         double t = now() - t0;
         iters = (long)(iters * j->seconds / (t > 1e-6 ? t : 1e-6));
-        j->rate = probe(iters > 1 ? iters : 1);
+        if (iters < 1)
+            iters = 1;
+        double w0 = now(), c0 = cpu_now();
+        j->rate = probe(iters);
+        j->cpu_rate = j->rate * (now() - w0) / (cpu_now() - c0);
         return NULL;
     }
     net_scratch *s = net_scratch_create(j->m);
@@ -117,18 +129,20 @@ static void *run_job(void *arg)
     float logits[NET_MAX_CLASSES];
     net_forward(j->m, s, windows[0], logits);       /* warm: caches, page faults */
     long n = 0;
-    double t0 = now(), t;
+    double t0 = now(), c0 = cpu_now(), t;
     do {
         net_forward(j->m, s, windows[n & 63], logits);
         n++;
     } while ((t = now() - t0) < j->seconds);
+    j->cpu_rate = n / (cpu_now() - c0);
     j->rate = n / t;
     net_scratch_destroy(s);
     return NULL;
 }
 
-/* Runs `threads` jobs at once; returns the sum of their rates. */
-static double measure(const net_model *m, int threads, double seconds)
+/* Runs `threads` jobs at once; returns the sum of their rates (and of their
+ * CPU-time rates in *cpu). */
+static double measure(const net_model *m, int threads, double seconds, double *cpu)
 {
     struct job jobs[MAX_THREADS];
     pthread_barrier_t b;
@@ -141,9 +155,11 @@ static double measure(const net_model *m, int threads, double seconds)
         }
     }
     double sum = 0;
+    *cpu = 0;
     for (int i = 0; i < threads; i++) {
         pthread_join(jobs[i].th, NULL);
         sum += jobs[i].rate;
+        *cpu += jobs[i].cpu_rate;
     }
     pthread_barrier_destroy(&b);
     return sum;
@@ -155,11 +171,18 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorts v and returns its median. */
+static double median(double *v, int n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 struct series {
     char what[16];
     int threads;
     const net_model *m;
-    double v[MAX_REPEATS];
+    double v[MAX_REPEATS], cpu[MAX_REPEATS];
 };
 
 int main(int argc, char **argv)
@@ -226,7 +249,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < ns; i++) {
             /* the reference is ~30x slower: give it time for enough windows */
             double sec = ser[i].m && !strcmp(ser[i].what, "ref") ? seconds * 2 : seconds;
-            ser[i].v[rep] = measure(ser[i].m, ser[i].threads, sec);
+            ser[i].v[rep] = measure(ser[i].m, ser[i].threads, sec, &ser[i].cpu[rep]);
         }
 
     printf("cpus %d\n", cpus);
@@ -237,16 +260,14 @@ int main(int argc, char **argv)
     macs += (double)NET_FEATURES * net_classes(models[0]);
     printf("flop_per_window %.0f\n", 2 * macs);
     for (int i = 0; i < ns; i++) {
-        qsort(ser[i].v, repeats, sizeof(double), cmp_double);
-        double med = repeats % 2 ? ser[i].v[repeats / 2]
-                                 : (ser[i].v[repeats / 2 - 1] + ser[i].v[repeats / 2]) / 2;
+        double med = median(ser[i].v, repeats), cmed = median(ser[i].cpu, repeats);
         if (!ser[i].m) {
             if (med > 0)
-                printf("peak %d %.2f %.2f %.2f\n", ser[i].threads, med, ser[i].v[0],
-                       ser[i].v[repeats - 1]);
+                printf("peak %d %.2f %.2f %.2f %.2f\n", ser[i].threads, med, ser[i].v[0],
+                       ser[i].v[repeats - 1], cmed);
         } else {
-            printf("engine %s %d %.1f %.1f %.1f\n", ser[i].what, ser[i].threads, med,
-                   ser[i].v[0], ser[i].v[repeats - 1]);
+            printf("engine %s %d %.1f %.1f %.1f %.1f\n", ser[i].what, ser[i].threads, med,
+                   ser[i].v[0], ser[i].v[repeats - 1], cmed);
         }
     }
     for (int i = 0; i < nm; i++)

@@ -24,7 +24,7 @@ def cpu_name():
 
 def main():
     eng, torch_rows, daemon = sys.argv[1:4]
-    peak, rows, flop, cpus, blas = {}, [], None, 1, "?"
+    peak, cpupeak, rows, flop, cpus, blas = {}, {}, [], None, 1, "?"
     for line in open(eng):
         f = line.split()
         if f[0] == "cpus":
@@ -33,14 +33,15 @@ def main():
             flop = float(f[1])
         elif f[0] == "peak":
             peak[int(f[1])] = float(f[2])
+            cpupeak[int(f[1])] = float(f[5])
         elif f[0] == "engine":
-            rows.append((f"trident {f[1]}", int(f[2]), 1, *map(float, f[3:6])))
+            rows.append((f"trident {f[1]}", int(f[2]), 1, *map(float, f[3:7])))
     for line in open(torch_rows):
         f = line.split()
         if f[0] == "torch_blas":
             blas = f[1]
         elif f[0] == "torch":
-            rows.append((f"PyTorch {f[1]}", int(f[2]), int(f[3]), *map(float, f[4:7])))
+            rows.append((f"PyTorch {f[1]}", int(f[2]), int(f[3]), *map(float, f[4:7]), None))
 
     base = next((r[3] for r in rows if r[0] == "PyTorch eager" and r[1] == 1 and r[2] == 1), None)
     best = max((r[3] for r in rows if r[0].startswith("PyTorch") and r[1] == 1), default=None)
@@ -48,20 +49,25 @@ def main():
           f"{flop / 1e6:.2f} MFLOP per window; medians (min-max) of repeated runs")
     for th, g in sorted(peak.items()):
         print(f"measured FMA peak, {th} thread{'s' if th > 1 else ''}: {g:.1f} GFLOP/s"
-              f" = {g * 1e9 / flop:.0f} windows/s")
+              f" = {g * 1e9 / flop:.0f} windows/s ({cpupeak[th]:.1f} per CPU-second)")
     print(f"PyTorch's BLAS (its batch-1 convolutions): {blas}")
+    print("windows/s: wall clock; per CPU-s: per second of the threads' own CPU time "
+          "(leaves out time other processes held the cores)")
     print()
     hdr = (f"{'':24} {'threads':>7} {'batch':>5} {'windows/s':>10} {'(min-max)':>15} "
-           f"{'us/window':>9} {'% peak':>6} {'x PyTorch b1':>12} {'x PyTorch best':>14}")
+           f"{'us/window':>9} {'% peak':>6} {'x PyTorch b1':>12} {'x PyTorch best':>14} "
+           f"{'per CPU-s':>9} {'% peak':>6}")
     print(hdr)
     print("-" * len(hdr))
-    for name, th, b, med, lo, hi in rows:
-        pk = peak.get(th)
+    for name, th, b, med, lo, hi, cpu in rows:
+        pk, cpk = peak.get(th), cpupeak.get(th)
         pct = f"{100 * med * flop / (pk * 1e9):.1f}" if pk else "-"
         r1 = f"{med / base:.2f}" if base else "-"
         rb = f"{med / best:.2f}" if best else "-"
+        cw = f"{cpu:.0f}" if cpu else "-"
+        cpct = f"{100 * cpu * flop / (cpk * 1e9):.1f}" if cpu and cpk else "-"
         print(f"{name:24} {th:7d} {b:5d} {med:10.0f} {f'({lo:.0f}-{hi:.0f})':>15} "
-              f"{1e6 * th / med:9.1f} {pct:>6} {r1:>12} {rb:>14}")
+              f"{1e6 * th / med:9.1f} {pct:>6} {r1:>12} {rb:>14} {cw:>9} {cpct:>6}")
     print()
     lines = [line.split() for line in open(daemon) if line.strip()]
     runs = [ln for ln in lines if ln[0] == "daemon"]
