@@ -42,12 +42,14 @@ static inline vf vf_max(vf a, vf b)
 #define VMAX(a, b) vf_max((a), (b))
 #endif
 
-/* One register tile: acc[r][v] = sum_kk x[r * xs + kk] * w[kk][v * VW ...]. */
+/* One register tile of rn <= R positions (rn a compile-time constant after
+ * inlining): acc[r][v] = sum_kk x[r * xs + kk] * w[kk][v * VW ...]. */
 static inline __attribute__((always_inline)) void
-conv_tile(const float *restrict x, int xs, int K, const float *restrict w, vf acc[R][V])
+conv_tile(const float *restrict x, int xs, int K, const float *restrict w, vf acc[R][V],
+          const int rn)
 {
 #pragma GCC unroll 32
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < rn; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < V; v++)
             acc[r][v] = (vf){0};
@@ -62,7 +64,7 @@ conv_tile(const float *restrict x, int xs, int K, const float *restrict w, vf ac
         for (int v = 0; v < V; v++)
             wv[v] = *(const vf *)(w + (size_t)kk * VB + v * VW);
 #pragma GCC unroll 32
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < rn; r++) {
             float b = x[r * xs + kk];
 #pragma GCC unroll 8
             for (int v = 0; v < V; v++)
@@ -71,44 +73,57 @@ conv_tile(const float *restrict x, int xs, int K, const float *restrict w, vf ac
     }
 }
 
-/* A convolution of L output positions (L a multiple of R), cout channels
- * (a multiple of VB), input rows of xs floats, K = taps * cin.  With
- * gmax == 0 it max-pools pairs of positions into y row (t / 2) of stride ys;
- * with gmax != 0 it keeps the maximum over all L positions (pool 2, 2 then
- * pool 8, 1 over the 8 pooled positions is the max of all 16) in y[co]. */
+/* Positions t0 .. t0 + rn - 1 (rn even) of one block of VB output channels:
+ * computes the tile, then either max-pools pairs into y row t / 2 (stride
+ * ys) or, with gmax, folds the tile's maximum into g and stores g + bias at
+ * the last tile (pool 2, 2 then pool 8, 1 over the 8 pooled positions is the
+ * maximum of all 16). */
+static inline __attribute__((always_inline)) void
+conv_block(const float *x, int xs, int K, const float *wb, const float *bias, int L,
+           float *y, int ys, int gmax, vf g[V], int t0, const int rn)
+{
+    vf acc[R][V];
+    conv_tile(x + (size_t)t0 * xs, xs, K, wb, acc, rn);
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++) {
+        vfu b;
+        memcpy(&b, bias + v * VW, sizeof b);
+        if (gmax) {
+            vf mx = acc[0][v];
+#pragma GCC unroll 32
+            for (int r = 1; r < rn; r++)
+                mx = VMAX(mx, acc[r][v]);
+            g[v] = t0 == 0 ? mx : VMAX(g[v], mx);
+            if (t0 + rn >= L) {
+                vfu o = g[v] + b;
+                memcpy(y + v * VW, &o, sizeof o);
+            }
+        } else {
+#pragma GCC unroll 16
+            for (int r = 0; r < rn; r += 2) {
+                vfu o = VMAX(acc[r][v], acc[r + 1][v]) + b;
+                memcpy(y + (size_t)((t0 + r) / 2) * ys + v * VW, &o, sizeof o);
+            }
+        }
+    }
+}
+
+/* A convolution of L output positions, cout channels (a multiple of VB),
+ * input rows of xs floats, K = taps * cin, fused with its max-pooling (see
+ * conv_block).  Tiles of R positions, then one of the even rest L % R. */
 static inline __attribute__((always_inline)) void
 conv_pool(const float *x, int xs, int K, const float *w, const float *bias,
           int cout, int L, float *y, int ys, int gmax)
 {
     for (int cb = 0; cb < cout; cb += VB) {
         const float *wb = w + (size_t)cb * K;
-        vf g[V];
-        for (int t0 = 0; t0 < L; t0 += R) {
-            vf acc[R][V];
-            conv_tile(x + (size_t)t0 * xs, xs, K, wb, acc);
-#pragma GCC unroll 8
-            for (int v = 0; v < V; v++) {
-                vfu b;
-                memcpy(&b, bias + cb + v * VW, sizeof b);
-                if (gmax) {
-                    vf mx = acc[0][v];
-#pragma GCC unroll 32
-                    for (int r = 1; r < R; r++)
-                        mx = VMAX(mx, acc[r][v]);
-                    g[v] = t0 == 0 ? mx : VMAX(g[v], mx);
-                    if (t0 + R >= L) {
-                        vfu o = g[v] + b;
-                        memcpy(y + cb + v * VW, &o, sizeof o);
-                    }
-                } else {
-#pragma GCC unroll 16
-                    for (int r = 0; r < R; r += 2) {
-                        vfu o = VMAX(acc[r][v], acc[r + 1][v]) + b;
-                        memcpy(y + (size_t)((t0 + r) / 2) * ys + cb + v * VW, &o, sizeof o);
-                    }
-                }
-            }
-        }
+        float *yb = y + cb;
+        vf g[V] = { 0 };                   /* set by the first tile */
+        int t0 = 0;
+        for (; t0 + R <= L; t0 += R)
+            conv_block(x, xs, K, wb, bias + cb, L, yb, ys, gmax, g, t0, R);
+        if (L % R)
+            conv_block(x, xs, K, wb, bias + cb, L, yb, ys, gmax, g, t0, L % R);
     }
 }
 
