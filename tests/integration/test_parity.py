@@ -5,7 +5,8 @@ initialisation and 10x that, 4 and 10 classes) are exported as safetensors;
 256 windows per model — gaussian noise, large amplitude (x1000), constant
 windows, real CWRU windows raw and z-scored — go through PyTorch (Debian's
 python3-torch, one thread) and through tests/tools/net-run with --impl ref and
---impl auto.  Every logit must be within 1e-4 * max|logit| of its window.
+--impl auto.  Every logit must be within 1e-4 * max|logit| of its window, and
+the fast path (auto) within 1e-5 * max|logit| of the reference (ref).
 
 The normal build runs every window; the sanitizer builds of $TRIDENT_BUILDS
 (much slower) run the first models on a subset of the (shuffled) windows, which
@@ -27,6 +28,7 @@ from net import normalize  # noqa: E402
 
 WIN = 1024
 TOL = 1e-4
+TOL_FAST = 1e-5     # fast path vs the reference, same windows
 MODELS = [  # seed, scale, classes
     (1, 1.0, 4), (1, 10.0, 4), (2, 1.0, 10), (2, 10.0, 10), (3, 1.0, 4), (3, 10.0, 4),
 ]
@@ -106,6 +108,7 @@ def main():
                 if mi >= n_models:
                     continue
                 netrun = os.path.join(b, "tools", "net-run")
+                outs = {}
                 for impl in ("ref", "auto"):
                     name = (f"{os.path.basename(b)} --impl {impl}: seed {seed} scale {scale:g} "
                             f"C={classes}, {n} windows")
@@ -114,6 +117,7 @@ def main():
                         tap.ok(name, False, why or f"got {0 if y is None else y.size} floats")
                         continue
                     y = y.reshape(n, classes)
+                    outs[impl] = y
                     g = gold[:n]
                     scale_w = np.abs(g).max(axis=1, keepdims=True)
                     rel = (np.abs(y.astype(np.float64) - g) / scale_w).max(axis=1)
@@ -124,6 +128,15 @@ def main():
                            f"{int(bad.sum())} windows off; worst window {i}: rel {rel[i]:.3g}, "
                            f"C {y[i].tolist()} vs torch {g[i].tolist()}")
                     tap.note(f"worst {rel.max():.3g} of max|logit| ({name})")
+                if len(outs) == 2:
+                    ref = outs["ref"].astype(np.float64)
+                    rel = (np.abs(outs["auto"] - ref).max(axis=1)
+                           / np.abs(ref).max(axis=1).clip(1e-30))
+                    name = (f"{os.path.basename(b)} auto vs ref: seed {seed} scale {scale:g} "
+                            f"C={classes}, {n} windows")
+                    tap.ok(name, bool(np.all(rel <= TOL_FAST)),
+                           f"{int((~(rel <= TOL_FAST)).sum())} windows off; worst {rel.max():.3g}"
+                           f" (limit {TOL_FAST:g})")
     tap.note(f"worst relative logit error over everything: {worst_all:.3g} (limit {TOL:g})")
     tap.done()
 
