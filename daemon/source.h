@@ -70,6 +70,8 @@ struct source {
     const struct cfg_stream *cfg;
     struct stream           *streams;   /* n_streams of them, one per channel */
     unsigned                 n_streams;
+    uint64_t                 frames;    /* set by open(): frames per channel in one
+                                         * pass of a file; 0 for a live source */
     sem_t                   *wake;      /* the pipeline's; posted after writes */
     void                    *priv;      /* the implementation's */
 };

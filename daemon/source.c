@@ -1,0 +1,86 @@
+/* source.c — what every source shares: a stream's ring, counters and clock.
+ *
+ * The clock is a seqlock with one writer (the capture thread) and any number
+ * of readers (the windower).  The writer makes `seq` odd, stores the anchor,
+ * and makes `seq` even again; a reader retries while `seq` is odd or changed
+ * under it.  Every field is an atomic, so there is no data race for TSan to
+ * see even on a torn read; the fences order the field accesses against the
+ * `seq` accesses (the classic C11 seqlock, see Boehm, "Can seqlocks get along
+ * with programming language memory models?", 2012).
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <string.h>
+
+int stream_init(struct stream *st, const char *name, double rate, unsigned hop,
+                uint32_t ring_capacity)
+{
+    memset(st, 0, sizeof *st);
+    if (!name || strlen(name) >= sizeof st->name || !(rate > 0) || hop == 0)
+        return -EINVAL;
+    strcpy(st->name, name);
+    st->rate = rate;
+    st->hop = hop;
+    st->ring = ring_create(ring_capacity);
+    if (!st->ring)
+        return -ENOMEM;
+    atomic_init(&st->written, 0);
+    atomic_init(&st->dropped, 0);
+    atomic_init(&st->xruns, 0);
+    atomic_init(&st->eof, false);
+    atomic_init(&st->down, false);
+    atomic_init(&st->clock.seq, 0);
+    atomic_init(&st->clock.pos, 0);
+    atomic_init(&st->clock.t_ns, 0);
+    return 0;
+}
+
+void stream_fini(struct stream *st)
+{
+    if (!st)
+        return;
+    ring_destroy(st->ring);
+    st->ring = NULL;
+}
+
+void stream_clock_set(struct stream *st, uint64_t pos, int64_t t_ns)
+{
+    struct stream_clock *c = &st->clock;
+    uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+
+    atomic_store_explicit(&c->seq, s + 1, memory_order_relaxed);
+    /* The odd seq must be visible before any new field value: a reader that
+     * sees a new field then sees seq changed and retries. */
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&c->pos, pos, memory_order_relaxed);
+    atomic_store_explicit(&c->t_ns, t_ns, memory_order_relaxed);
+    /* Release: the fields are written before seq is even again. */
+    atomic_store_explicit(&c->seq, s + 2, memory_order_release);
+}
+
+double stream_time(const struct stream *st, uint64_t pos)
+{
+    const struct stream_clock *c = &st->clock;
+    uint32_t s1, s2;
+    uint64_t pos0;
+    int64_t t_ns;
+
+    for (;;) {
+        /* Acquire: if seq is even here, the fields of that version are
+         * visible to the loads below. */
+        s1 = atomic_load_explicit(&c->seq, memory_order_acquire);
+        if (s1 & 1)
+            continue;               /* a write is under way; it is short */
+        pos0 = atomic_load_explicit(&c->pos, memory_order_relaxed);
+        t_ns = atomic_load_explicit(&c->t_ns, memory_order_relaxed);
+        /* The field loads complete before seq is read again. */
+        atomic_thread_fence(memory_order_acquire);
+        s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
+        if (s1 == s2)
+            break;
+    }
+    /* pos may precede the anchor (a window begun before a re-anchor):
+     * the signed difference handles it. */
+    return (double)t_ns / 1e9 + (double)(int64_t)(pos - pos0) / st->rate;
+}

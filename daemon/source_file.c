@@ -1,0 +1,392 @@
+/* source_file.c — replay of a recorded WAV or FLAC file as a source.
+ *
+ * DESIGN: open() validates the file (libsndfile; WAV/WAVE_EXTENSIBLE/RF64 or
+ * FLAC holding 16/24/32-bit integers or 32-bit floats) and makes one stream
+ * per channel: NAME for a mono file, NAME/0, NAME/1... (or
+ * NAME/<channel_names[i]>) otherwise, where NAME is the configured stream name (the command line passes the file's basename
+ * without extension).  The capture thread reads float frames (libsndfile
+ * divides integers by 2^(bits-1), as DESIGN.md asks), de-interleaves each
+ * channel straight into the free segments of its ring, and:
+ *
+ *   pace = fast      writes as fast as the rings take it; a full ring makes
+ *                    it wait (short bounded sleeps) — a replay is lossless;
+ *   pace = realtime  writes chunk k once the absolute deadline
+ *                    t0 + (frames up to the end of chunk k) / rate has passed
+ *                    (clock_nanosleep TIMER_ABSTIME on CLOCK_MONOTONIC): the
+ *                    deadline is computed from the frame count, never from the
+ *                    previous wake-up, so late wake-ups do not accumulate.
+ *
+ * The clock is anchored once, at the start: sample 0 is the Unix time at
+ * which the replay started, sample n is that plus n / rate.  With `loop` the
+ * file is read again from its start and positions and times run on.  After
+ * the last write every stream gets `eof`.  The thread never logs.
+ */
+#include "source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define FILE_CHUNK      4096u        /* frames per read in fast mode */
+#define FILE_RT_PERIOD  0.005        /* seconds per chunk in realtime mode */
+#define FILE_RING_MIN   16384u       /* samples per ring, at least: 4 RS_CHUNKs */
+#define FILE_WAIT_NS    200000L      /* back-off while a ring is full */
+#define FILE_MAX_CH     256u
+
+struct file_priv {
+    SNDFILE         *sf;
+    SF_INFO          info;
+    const char      *path;
+    unsigned         chunk;          /* frames per read */
+    float           *ibuf;           /* chunk * channels interleaved */
+    pthread_t        thread;
+    bool             started;
+    _Atomic bool     stop;
+    _Atomic int      error;          /* a read error ended the replay early */
+};
+
+static const char *major_name(int fmt)
+{
+    switch (fmt & SF_FORMAT_TYPEMASK) {
+    case SF_FORMAT_WAV:   return "WAV";
+    case SF_FORMAT_WAVEX: return "WAV";
+    case SF_FORMAT_RF64:  return "RF64";
+    case SF_FORMAT_FLAC:  return "FLAC";
+    default:              return NULL;
+    }
+}
+
+static const char *sub_name(int fmt)
+{
+    switch (fmt & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_16: return "16-bit";
+    case SF_FORMAT_PCM_24: return "24-bit";
+    case SF_FORMAT_PCM_32: return "32-bit";
+    case SF_FORMAT_FLOAT:  return "float";
+    default:               return NULL;
+    }
+}
+
+/* What libsndfile calls a format we refuse, for the error message. */
+static const char *format_desc(int fmt, int sub)
+{
+    SF_FORMAT_INFO fi = { .format = sub ? (fmt & SF_FORMAT_SUBMASK)
+                                        : (fmt & SF_FORMAT_TYPEMASK) };
+    if (sf_command(NULL, SFC_GET_FORMAT_INFO,
+                   &fi, sizeof fi) == 0 && fi.name)
+        return fi.name;
+    return "unknown";
+}
+
+/* NAME from ".../NAME.ext". */
+static void stem(const char *path, char *out, size_t len)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    const char *dot = strrchr(b, '.');
+    size_t n = (dot && dot != b) ? (size_t)(dot - b) : strlen(b);
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, b, n);
+    out[n] = '\0';
+}
+
+static void file_close(struct source *s);
+
+static int file_open(struct source *s, char *err, size_t errlen)
+{
+    const struct cfg_stream *c = s->cfg;
+    const char *path = c->path;
+    struct file_priv *f;
+    struct stat stb;
+    char name[STREAM_NAME_MAX];
+    int fd, rc;
+
+    if (!path || !*path) {
+        snprintf(err, errlen, "file stream %s: no path", c->name ? c->name : "?");
+        return -EINVAL;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return rc;
+    }
+    if (fstat(fd, &stb) < 0 || !S_ISREG(stb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -EISDIR;
+    }
+    if (stb.st_size == 0) {
+        snprintf(err, errlen, "%s: empty file", path);
+        close(fd);
+        return -ENODATA;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f) {
+        close(fd);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    s->priv = f;
+    f->path = path;
+    atomic_init(&f->stop, false);
+    atomic_init(&f->error, 0);
+    f->sf = sf_open_fd(fd, SFM_READ, &f->info, 1);   /* closes fd on failure too */
+    if (!f->sf) {
+        snprintf(err, errlen, "%s: not a WAV or FLAC audio file (%s)", path, sf_strerror(NULL));
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (!major_name(f->info.format)) {
+        snprintf(err, errlen, "%s: unsupported file format %s (WAV or FLAC only)",
+                 path, format_desc(f->info.format, 0));
+        rc = -EOPNOTSUPP;
+        goto fail;
+    }
+    if (!sub_name(f->info.format)) {
+        snprintf(err, errlen, "%s: unsupported sample format %s "
+                 "(16/24/32-bit integer or 32-bit float only)",
+                 path, format_desc(f->info.format, 1));
+        rc = -EOPNOTSUPP;
+        goto fail;
+    }
+    if (f->info.channels < 1 || (unsigned)f->info.channels > FILE_MAX_CH
+        || f->info.samplerate <= 0) {
+        snprintf(err, errlen, "%s: unsupported layout: %d channels at %d Hz",
+                 path, f->info.channels, f->info.samplerate);
+        rc = -EOPNOTSUPP;
+        goto fail;
+    }
+    if (f->info.frames <= 0) {
+        snprintf(err, errlen, "%s: empty: no samples", path);
+        rc = -ENODATA;
+        goto fail;
+    }
+    s->frames = (uint64_t)f->info.frames;
+
+    if (c->pace == CFG_PACE_REALTIME) {
+        f->chunk = (unsigned)(f->info.samplerate * FILE_RT_PERIOD);
+        if (f->chunk < 1)
+            f->chunk = 1;
+        if (f->chunk > FILE_CHUNK)
+            f->chunk = FILE_CHUNK;
+    } else {
+        f->chunk = FILE_CHUNK;
+    }
+    f->ibuf = malloc(sizeof(float) * f->chunk * (size_t)f->info.channels);
+    s->streams = calloc((size_t)f->info.channels, sizeof *s->streams);
+    if (!f->ibuf || !s->streams) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (c->name && *c->name)
+        snprintf(name, sizeof name, "%s", c->name);
+    else
+        stem(path, name, sizeof name);
+
+    /* Fast: a small ring, since the file waits for room anyway, and a signal
+     * leaves little to drain.  Realtime: a second of samples, so that a
+     * stalled pipeline delays the file rather than the clock. */
+    uint32_t cap = FILE_RING_MIN;
+    while (c->pace == CFG_PACE_REALTIME && cap < (uint32_t)f->info.samplerate
+           && cap < (1u << 30))
+        cap <<= 1;
+    for (int ch = 0; ch < f->info.channels; ch++) {
+        char sname[STREAM_NAME_MAX + 16];
+        if (f->info.channels == 1 && !c->n_channel_names)
+            snprintf(sname, sizeof sname, "%s", name);
+        else if ((unsigned)ch < c->n_channel_names)
+            snprintf(sname, sizeof sname, "%s/%s", name, c->channel_names[ch]);
+        else
+            snprintf(sname, sizeof sname, "%s/%d", name, ch);
+        rc = stream_init(&s->streams[ch], sname, f->info.samplerate,
+                         c->hop ? c->hop : 1024, cap);
+        if (rc < 0) {
+            snprintf(err, errlen, "%s: stream %s: %s", path, sname,
+                     rc == -EINVAL ? "name too long" : strerror(-rc));
+            goto fail;
+        }
+        s->n_streams++;
+    }
+    return 0;
+fail:
+    file_close(s);
+    return rc;
+}
+
+static int64_t now_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_until(int64_t mono_ns)
+{
+    struct timespec ts = { .tv_sec = mono_ns / 1000000000, .tv_nsec = mono_ns % 1000000000 };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+/* De-interleave channel ch of n frames into st's ring, waiting for room.
+ * false if asked to stop before all of it was written. */
+static bool put_channel(struct source *s, struct file_priv *f, unsigned ch, uint32_t n)
+{
+    struct stream *st = &s->streams[ch];
+    const unsigned nch = s->n_streams;
+    const float *src = f->ibuf + ch;
+    uint32_t done = 0;
+
+    while (done < n) {
+        struct ring_vec v;
+        uint32_t space = ring_write_vec(st->ring, &v);
+        if (space == 0) {
+            if (atomic_load_explicit(&f->stop, memory_order_relaxed))
+                return false;
+            struct timespec ts = { 0, FILE_WAIT_NS };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        uint32_t k = n - done < space ? n - done : space;
+        uint32_t k0 = k < v.n[0] ? k : v.n[0];
+        for (uint32_t i = 0; i < k0; i++)
+            v.p[0][i] = src[(size_t)(done + i) * nch];
+        for (uint32_t i = k0; i < k; i++)
+            v.p[1][i - k0] = src[(size_t)(done + i) * nch];
+        ring_write_commit(st->ring, k);
+        /* Release: a reader that sees the new count also sees the samples. */
+        atomic_fetch_add_explicit(&st->written, k, memory_order_release);
+        done += k;
+        source_wake(s);
+    }
+    return true;
+}
+
+static void *file_thread(void *arg)
+{
+    struct source *s = arg;
+    struct file_priv *f = s->priv;
+    const bool realtime = s->cfg->pace == CFG_PACE_REALTIME;
+    const double rate = f->info.samplerate;
+    int64_t t0 = now_ns(CLOCK_MONOTONIC);
+    uint64_t total = 0;             /* frames written, over every pass */
+    bool pass_had_frames = false;
+
+    for (unsigned ch = 0; ch < s->n_streams; ch++)
+        stream_clock_set(&s->streams[ch], 0, now_ns(CLOCK_REALTIME));
+
+    while (!atomic_load_explicit(&f->stop, memory_order_relaxed)) {
+        sf_count_t n = sf_readf_float(f->sf, f->ibuf, f->chunk);
+        if (n <= 0) {
+            if (sf_error(f->sf) != SF_ERR_NO_ERROR) {
+                atomic_store(&f->error, sf_error(f->sf));
+                break;
+            }
+            /* End of the file: again from its start, unless a whole pass
+             * gave nothing (a file that shrank under us). */
+            if (!s->cfg->loop || !pass_had_frames
+                || sf_seek(f->sf, 0, SEEK_SET) != 0)
+                break;
+            pass_had_frames = false;
+            continue;
+        }
+        pass_had_frames = true;
+        if (realtime)
+            sleep_until(t0 + (int64_t)((double)(total + (uint64_t)n) * 1e9 / rate));
+        for (unsigned ch = 0; ch < s->n_streams; ch++)
+            if (!put_channel(s, f, ch, (uint32_t)n))
+                goto out;
+        total += (uint64_t)n;
+    }
+out:
+    /* Release: the pipeline sees eof only after every write above. */
+    for (unsigned ch = 0; ch < s->n_streams; ch++)
+        atomic_store_explicit(&s->streams[ch].eof, true, memory_order_release);
+    source_wake(s);
+    return NULL;
+}
+
+static int file_start(struct source *s)
+{
+    struct file_priv *f = s->priv;
+    int rc = pthread_create(&f->thread, NULL, file_thread, s);
+    if (rc)
+        return -rc;
+    f->started = true;
+    return 0;
+}
+
+static void file_stop(struct source *s)
+{
+    struct file_priv *f = s->priv;
+    if (!f)
+        return;
+    atomic_store(&f->stop, true);
+    if (f->started) {
+        pthread_join(f->thread, NULL);
+        f->started = false;
+    }
+    for (unsigned ch = 0; ch < s->n_streams; ch++)
+        atomic_store_explicit(&s->streams[ch].eof, true, memory_order_release);
+    source_wake(s);
+    int e = atomic_load(&f->error);
+    if (e) {
+        log_warn("%s: read error, replay ended early: %s", f->path, sf_error_number(e));
+        atomic_store(&f->error, 0);
+    }
+}
+
+static void file_close(struct source *s)
+{
+    struct file_priv *f = s->priv;
+    if (f && f->started)
+        file_stop(s);
+    for (unsigned ch = 0; ch < s->n_streams; ch++)
+        stream_fini(&s->streams[ch]);
+    free(s->streams);
+    s->streams = NULL;
+    s->n_streams = 0;
+    if (f) {
+        if (f->sf)
+            sf_close(f->sf);
+        free(f->ibuf);
+        free(f);
+    }
+    s->priv = NULL;
+}
+
+static void file_info(const struct source *s, char *buf, size_t len)
+{
+    const struct file_priv *f = s->priv;
+    if (!f || !f->sf) {
+        snprintf(buf, len, "file %s (not open)", s->cfg->path);
+        return;
+    }
+    snprintf(buf, len, "%s: %s %s, %d channel%s, %d Hz, %" PRId64 " frames (%.2f s), pace %s%s",
+             f->path, major_name(f->info.format), sub_name(f->info.format),
+             f->info.channels, f->info.channels == 1 ? "" : "s", f->info.samplerate,
+             (int64_t)f->info.frames, (double)f->info.frames / f->info.samplerate,
+             s->cfg->pace == CFG_PACE_REALTIME ? "realtime" : "fast",
+             s->cfg->loop ? ", loop" : "");
+}
+
+const struct source_ops source_file_ops = {
+    .type  = "file",
+    .open  = file_open,
+    .start = file_start,
+    .stop  = file_stop,
+    .close = file_close,
+    .info  = file_info,
+};
