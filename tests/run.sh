@@ -26,7 +26,8 @@ trap 'rm -f "$out"' EXIT
 # sanitizers: report and fail, never hang on a prompt
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+# (tsan.supp: libzmq's own hand-offs, invisible to TSan — see the file)
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$(pwd)/tests/tsan.supp}
 
 run_one() { # label, command...
     label=$1; shift
