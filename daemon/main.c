@@ -13,7 +13,9 @@
  * thread but the main one (threads inherit the mask they are created with),
  * so no system call in the capture, pipeline or ZeroMQ threads is ever
  * interrupted.  On the flag the sources stop, the pipeline classifies and
- * publishes what the rings hold, and tridentd exits 0.  SIGPIPE is ignored.
+ * publishes what the rings hold, and tridentd exits 0.  A second signal also
+ * aborts sends blocked by a subscriber that takes nothing (NODROP), so the
+ * drain cannot hang.  SIGPIPE is ignored.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -44,11 +46,16 @@
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
 #define DEFAULT_MODEL    "cwru.safetensors"
 
-static volatile sig_atomic_t stop_flag;
+/* First signal: stop the sources, drain, publish everything.  Second one:
+ * also give up sends that a stuck subscriber blocks (NODROP back-pressure),
+ * so that the exit never hangs. */
+static volatile sig_atomic_t stop_flag, abort_flag;
 
 static void on_signal(int sig)
 {
     (void)sig;
+    if (stop_flag)
+        abort_flag = 1;
     stop_flag = 1;
 }
 
@@ -80,7 +87,8 @@ static void usage(FILE *f)
 "  -c FILE                configuration file\n"
 "  --version, --help\n"
 "\n"
-"SIGINT/SIGTERM: stop reading, classify and publish what was read, exit 0.\n"
+"SIGINT/SIGTERM: stop reading, classify and publish what was read, exit 0;\n"
+"a second signal drops what a stuck subscriber does not take.\n"
 "\n"
 "Exit status: 0 done; 64 usage error; 65 bad data (not audio, empty, shorter\n"
 "than one window, unsupported format, bad model file); 66 input file or model\n"
@@ -437,8 +445,9 @@ int main(int argc, char **argv)
         status = rc == -ENOMEM ? EX_OSERR_ : EX_UNAVAILABLE_;
         goto out_pipeline;
     }
+    publish_set_abort(pub, &abort_flag);
     for (unsigned i = 0; i < cfg.n_endpoints; i++)
-        log_info("publishing on %s", cfg.endpoints[i]);
+        log_info("publishing on %s", publish_endpoint(pub, i));
     if (cfg.to_stdout)
         log_info("publishing on standard output");
 
@@ -505,12 +514,14 @@ int main(int argc, char **argv)
         }
         n_started++;
     }
+    /* From here on the main thread takes the signals; every other thread
+     * was created with them blocked.  They stay unblocked through the drain
+     * below, so that a second one can abort it. */
     block_signals(false);
     while (!stop_flag && !pipeline_finished(pl)) {
         struct timespec ts = { 0, 20 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
-    block_signals(true);
     if (stop_flag)
         log_info("signal: stopping the sources, publishing what they read");
 

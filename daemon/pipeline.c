@@ -71,6 +71,7 @@ struct pl_stream {
     windower        *win;
     float           *rsbuf;          /* resampler output */
     size_t           rscap;
+    _Atomic uint64_t popped;         /* samples taken out of the ring (windower) */
     /* windower thread */
     uint64_t         last_dropped;
     bool             ended;
@@ -109,6 +110,7 @@ struct pipeline {
     bool              input_done;              /* under mu: windower finished */
     bool              abort;                   /* under mu: start failed, leave now */
     _Atomic bool      finished;
+    _Atomic uint64_t  published;               /* publisher: windows sent */
 
     /* publisher thread */
     struct stats_hist lat_interval;
@@ -153,6 +155,7 @@ int pipeline_create(const net_model *m, const struct pipeline_opts *o,
     p->model_rate = net_sample_rate(m);
     p->stats_interval = o->stats_interval;
     atomic_init(&p->finished, false);
+    atomic_init(&p->published, 0);
 
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     p->n_workers = o->workers ? o->workers : (ncpu > 0 ? (unsigned)ncpu : 1);
@@ -245,6 +248,7 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         struct stream *st = &s->streams[i];
         struct pl_stream *ps = &p->streams[p->n_streams];
         memset(ps, 0, sizeof *ps);
+        atomic_init(&ps->popped, 0);
         ps->st = st;
         ps->path = path;
         ps->in_rate = st->rate;
@@ -258,7 +262,9 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
                          ps->in_rate, ps->out_rate, rerr);
                 return -EINVAL;
             }
-            ps->rscap = (size_t)ceil(RS_CHUNK * ps->out_rate / ps->in_rate) + 64;
+            /* resample.h: soxr's output per call is bursty, up to ~1.5x the
+             * average; 2x + 64 never holds anything back. */
+            ps->rscap = (size_t)ceil(2.0 * RS_CHUNK * ps->out_rate / ps->in_rate) + 64;
             ps->rsbuf = malloc(sizeof(float) * ps->rscap);
         }
         ps->win = win_create(NET_WIN, st->hop);
@@ -370,6 +376,8 @@ static bool visit(pipeline *p, unsigned si)
     if (n > n0)
         resample_feed(p, si, v.p[1], n - n0, taken);
     ring_read_commit(ps->st->ring, n);
+    atomic_store_explicit(&ps->popped, atomic_load_explicit(&ps->popped, memory_order_relaxed) + n,
+                          memory_order_relaxed);
     return true;
 }
 
@@ -545,6 +553,7 @@ static void publish_slot(pipeline *p, struct slot *sl)
     stats_hist_add(&ps->lat, us);
     stats_hist_add(&p->lat_interval, us);
     ps->published++;
+    atomic_fetch_add_explicit(&p->published, 1, memory_order_relaxed);
 }
 
 static void *publisher_main(void *arg)
@@ -697,6 +706,24 @@ void pipeline_destroy(pipeline *p)
     pthread_cond_destroy(&p->cv_free);
     pthread_mutex_destroy(&p->mu);
     free(p);
+}
+
+uint64_t pipeline_published(const pipeline *p)
+{
+    return atomic_load_explicit(&((pipeline *)p)->published, memory_order_relaxed);
+}
+
+bool pipeline_idle(const pipeline *p)
+{
+    pipeline *q = (pipeline *)p;
+    for (unsigned i = 0; i < q->n_streams; i++)
+        if (atomic_load_explicit(&q->streams[i].popped, memory_order_relaxed)
+            != atomic_load_explicit(&q->streams[i].st->written, memory_order_relaxed))
+            return false;
+    pthread_mutex_lock(&q->mu);
+    bool idle = q->head == q->tail;
+    pthread_mutex_unlock(&q->mu);
+    return idle;
 }
 
 unsigned pipeline_workers(const pipeline *p) { return p->n_workers; }

@@ -59,6 +59,12 @@ bool     pipeline_finished(const pipeline *p);
 void     pipeline_join(pipeline *p);
 void     pipeline_destroy(pipeline *p);
 
+/* Progress, for the watchdog and STATUS= (any thread): windows published so
+ * far, and whether the pipeline is idle (every sample written to a ring was
+ * taken out and every window cut from them was published). */
+uint64_t pipeline_published(const pipeline *p);
+bool     pipeline_idle(const pipeline *p);
+
 unsigned pipeline_workers(const pipeline *p);
 unsigned pipeline_streams(const pipeline *p);
 /* One line describing stream i (name, rate, resampling) for the start-up log. */
