@@ -1,6 +1,7 @@
 """bench_torch.py — Debian's PyTorch on trident's network, for make bench.
 
-    /usr/bin/python3 tests/bench/bench_torch.py [--repeats N] [--seconds S] MODEL
+    /usr/bin/python3 tests/bench/bench_torch.py [--repeats N] [--seconds S]
+                                                [--scan | --best T:B,...] MODEL
 
 Loads the same safetensors file the C benchmark runs into model/train/net.py's
 Net and measures windows/s with torch.inference_mode():
@@ -10,7 +11,10 @@ Net and measures windows/s with torch.inference_mode():
   runs im2col + the system BLAS, which is netlib's reference BLAS unless
   OpenBLAS is installed: the BLAS in use is printed);
   traced at its best batch size on one thread and on all CPUs (intra-op
-  threads = online CPUs), the batch chosen by a quick scan first.
+  threads = online CPUs), the batch chosen by a quick scan first (--scan
+  only scans and prints "best THREADS BATCH" lines; --best 1:16,2:64 skips
+  the scan, so run.sh can call this once per repeat, between runs of the C
+  benchmark, and both see the same load).
 Each is measured REPEATS times, interleaved; prints lines for run.sh:
   torch NAME THREADS BATCH WINDOWS_PER_S_MEDIAN MIN MAX
   torch_blas PATH
@@ -93,6 +97,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=0.3)
+    ap.add_argument("--scan", action="store_true")
+    ap.add_argument("--best", default="")
     a = ap.parse_args()
 
     sd, _ = load_safetensors(a.model)
@@ -128,10 +134,15 @@ def main():
 
         # best batch per thread count: one quick pass
         batches = (1, 4, 16, 64, 256)
-        best = {}
-        for th in sorted({1, cpus}):
+        best = {int(t): int(b) for t, b in
+                (kv.split(":") for kv in a.best.split(",") if kv)}
+        for th in sorted({1, cpus} - set(best)):
             scan = {b: run("traced", th, b, a.seconds / 2) for b in batches}
             best[th] = max(scan, key=scan.get)
+        if a.scan:
+            for th, b in sorted(best.items()):
+                print(f"best {th} {b}")
+            return
 
         series = [("eager", 1, 1), ("traced", 1, 1), ("onednn", 1, 1),
                   ("traced", 1, best[1])]

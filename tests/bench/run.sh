@@ -4,12 +4,14 @@
 #
 #   PYTHON=/usr/bin/python3 BUILD=build sh tests/bench/run.sh
 #
-# Steps: write a random model (model/train/export.py); $BUILD/bench/bench
+# Steps: the shipped model (model/cwru.safetensors; a random one from
+# model/train/export.py if it is missing: the timing does not depend on the
+# weights); $BUILD/bench/bench
 # (FMA peak, every forward implementation, 1 thread and all CPUs);
 # bench_torch.py (PyTorch on the same file); the daemon replaying a long
 # file with --pace fast if $BUILD/bin/tridentd exists; table.py prints it.
 # Every number is a median of repeated runs (BENCH_REPEATS, default 7),
-# interleaved within each program, because the cores may be shared.
+# the programs taking turns, because the cores may be shared.
 set -eu
 cd "$(dirname "$0")/../.." || exit 1
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -18,14 +20,23 @@ REPEATS=${BENCH_REPEATS:-7}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT INT TERM
 
-model="$out/bench.safetensors"
-"$PYTHON" model/train/export.py --seed 1 "$model"
+model=model/cwru.safetensors
+if [ ! -f "$model" ]; then
+    model="$out/bench.safetensors"
+    "$PYTHON" model/train/export.py --seed 1 "$model"
+fi
 
-echo "bench: engine (FMA peak, every implementation; $REPEATS repeats)..." >&2
-"$BUILD/bench/bench" -r "$REPEATS" "$model" >"$out/engine.txt"
-
-echo "bench: PyTorch..." >&2
-"$PYTHON" tests/bench/bench_torch.py --repeats "$REPEATS" "$model" >"$out/torch.txt"
+# The C benchmark and PyTorch take turns, one repeat each, so that both see
+# the same load from whatever else runs on the machine.
+echo "bench: PyTorch's best batch sizes..." >&2
+best=$("$PYTHON" tests/bench/bench_torch.py --scan "$model" | awk '{printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $3}')
+: >"$out/engine.txt"
+: >"$out/torch.txt"
+for i in $(seq "$REPEATS"); do
+    echo "bench: repeat $i of $REPEATS: engine (FMA peak, every implementation), PyTorch..." >&2
+    "$BUILD/bench/bench" -r 1 "$model" >>"$out/engine.txt"
+    "$PYTHON" tests/bench/bench_torch.py --repeats 1 --best "$best" "$model" >>"$out/torch.txt"
+done
 
 : >"$out/daemon.txt"
 if [ -x "$BUILD/bin/tridentd" ]; then

@@ -2,7 +2,9 @@
 
     table.py ENGINE.txt TORCH.txt DAEMON.txt
 
-ENGINE.txt from bench.c, TORCH.txt from bench_torch.py, DAEMON.txt from
+ENGINE.txt holds one or more runs of bench.c, TORCH.txt of bench_torch.py
+(one line per measurement and run; the table shows the median over runs of
+each run's median, and the minimum and maximum), DAEMON.txt from
 run.sh ("daemon WORKERS WINDOWS T0 T1" per replay, or "daemon_failed MSG",
 or empty when tridentd is not built).
 """
@@ -24,29 +26,42 @@ def cpu_name():
 
 def main():
     eng, torch_rows, daemon = sys.argv[1:4]
-    peak, cpupeak, rows, flop, cpus, blas = {}, {}, [], None, 1, "?"
-    for line in open(eng):
+    flop, cpus, blas = None, 1, "?"
+    runs = {}           # (name, threads, batch) -> [(median, min, max, cpu median)]
+    for line in list(open(eng)) + list(open(torch_rows)):
         f = line.split()
+        if not f:
+            continue
         if f[0] == "cpus":
             cpus = int(f[1])
         elif f[0] == "flop_per_window":
             flop = float(f[1])
-        elif f[0] == "peak":
-            peak[int(f[1])] = float(f[2])
-            cpupeak[int(f[1])] = float(f[5])
-        elif f[0] == "engine":
-            rows.append((f"trident {f[1]}", int(f[2]), 1, *map(float, f[3:7])))
-    for line in open(torch_rows):
-        f = line.split()
-        if f[0] == "torch_blas":
+        elif f[0] == "torch_blas":
             blas = f[1]
+        elif f[0] == "peak":
+            runs.setdefault(("peak", int(f[1]), 0), []).append(
+                (float(f[2]), float(f[3]), float(f[4]), float(f[5])))
+        elif f[0] == "engine":
+            runs.setdefault((f"trident {f[1]}", int(f[2]), 1), []).append(
+                (float(f[3]), float(f[4]), float(f[5]), float(f[6])))
         elif f[0] == "torch":
-            rows.append((f"PyTorch {f[1]}", int(f[2]), int(f[3]), *map(float, f[4:7]), None))
+            runs.setdefault((f"PyTorch {f[1]}", int(f[2]), int(f[3])), []).append(
+                (float(f[4]), float(f[5]), float(f[6]), None))
+    peak, cpupeak, rows = {}, {}, []
+    for (name, th, b), v in runs.items():
+        med = statistics.median(r[0] for r in v)
+        lo, hi = min(r[1] for r in v), max(r[2] for r in v)
+        cpu = statistics.median(r[3] for r in v) if v[0][3] is not None else None
+        if name == "peak":
+            peak[th], cpupeak[th] = med, cpu
+        else:
+            rows.append((name, th, b, med, lo, hi, cpu, len(v)))
+    nruns = max((r[7] for r in rows), default=0)
 
     base = next((r[3] for r in rows if r[0] == "PyTorch eager" and r[1] == 1 and r[2] == 1), None)
     best = max((r[3] for r in rows if r[0].startswith("PyTorch") and r[1] == 1), default=None)
     print(f"trident make bench — {cpu_name()}, {cpus} CPUs, FP32, "
-          f"{flop / 1e6:.2f} MFLOP per window; medians (min-max) of repeated runs")
+          f"{flop / 1e6:.2f} MFLOP per window; medians (min-max) of {nruns} runs")
     for th, g in sorted(peak.items()):
         print(f"measured FMA peak, {th} thread{'s' if th > 1 else ''}: {g:.1f} GFLOP/s"
               f" = {g * 1e9 / flop:.0f} windows/s ({cpupeak[th]:.1f} per CPU-second)")
@@ -59,7 +74,7 @@ def main():
            f"{'per CPU-s':>9} {'% peak':>6}")
     print(hdr)
     print("-" * len(hdr))
-    for name, th, b, med, lo, hi, cpu in rows:
+    for name, th, b, med, lo, hi, cpu, _ in rows:
         pk, cpk = peak.get(th), cpupeak.get(th)
         pct = f"{100 * med * flop / (pk * 1e9):.1f}" if pk else "-"
         r1 = f"{med / base:.2f}" if base else "-"
