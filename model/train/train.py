@@ -53,8 +53,10 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from net import Net, WINDOW, normalize  # noqa: E402
 import export  # noqa: E402
+from harness import read_wav, write_wav  # noqa: E402
 
 CLASSES = ["normal", "inner", "ball", "outer"]
 RATE = 12000
@@ -71,8 +73,6 @@ EVAL_HOP = 1024
 
 def read_wav_f32(path):
     """(samples float32 mono, rate) of a mono float or PCM WAV (for slicing only)."""
-    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-    from harness import read_wav
     x, rate = read_wav(path)
     if x.shape[1] != 1:
         raise ValueError(f"{path}: expected mono, got {x.shape[1]} channels")
@@ -80,8 +80,6 @@ def read_wav_f32(path):
 
 
 def write_wav_f32(path, x, rate):
-    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-    from harness import write_wav
     write_wav(path, np.asarray(x, dtype=np.float32), rate, "float")
 
 
