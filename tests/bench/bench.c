@@ -1,13 +1,14 @@
 /* bench.c — trident's network engine against the machine's FMA peak.
  *
- *   bench [-r REPEATS] [-t SECONDS] MODEL
+ *   bench [-r REPEATS] [-t SECONDS] [-i IMPL] MODEL
  *
  * Measures, in one run and interleaved so that load from other processes
  * spreads over all of them: the FP32 FMA peak of one core and of all cores
  * (a probe with enough independent accumulators to hide the FMA latency),
  * and windows/s of every forward implementation this CPU runs (ref,
  * generic, avx2, avx512), on one thread and on one thread per online CPU,
- * each thread with its own scratch as the daemon's workers have.  Each is
+ * each thread with its own scratch as the daemon's workers have (-i: only
+ * that implementation, "auto" for the one net_load() picks).  Each is
  * measured REPEATS times (default 7) for SECONDS (default 0.3); it prints
  * the median, minimum and maximum as lines tests/bench/run.sh reads:
  *
@@ -189,12 +190,15 @@ int main(int argc, char **argv)
 {
     int repeats = 7;
     double seconds = 0.3;
+    const char *only = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "r:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "r:t:i:")) != -1) {
         if (opt == 'r')
             repeats = atoi(optarg);
         else if (opt == 't')
             seconds = atof(optarg);
+        else if (opt == 'i')
+            only = optarg;
         else
             goto usage;
     }
@@ -213,15 +217,20 @@ int main(int argc, char **argv)
             windows[w][i] = (float)((r = r * 1103515245 + 12345) >> 8) / (1 << 24) - 0.5f;
 
     /* every implementation this CPU runs */
-    static const char *const names[] = { "ref", "generic", "avx2", "avx512" };
+    static const char *const all[] = { "ref", "generic", "avx2", "avx512" };
+    const char *const *names = only ? &only : all;
+    int nn = only ? 1 : 4;
     net_model *models[4] = { 0 };
     int nm = 0;
     unsetenv("TRIDENT_NET");
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < nn; i++) {
         char err[512];
-        net_set_impl_override(names[i]);
+        if (net_set_impl_override(names[i]) < 0) {
+            fprintf(stderr, "bench: unknown implementation %s\n", names[i]);
+            return 64;
+        }
         int rc = net_load(path, &models[nm], err, sizeof err);
-        if (rc == -ENOTSUP)
+        if (rc == -ENOTSUP && !only)
             continue;
         if (rc < 0) {
             fprintf(stderr, "bench: %s\n", err);
@@ -230,6 +239,10 @@ int main(int argc, char **argv)
         nm++;
     }
     net_set_impl_override(NULL);
+    if (nm == 0) {
+        fprintf(stderr, "bench: no implementation to measure\n");
+        return 1;
+    }
 
     static struct series ser[2 + 2 * 4];
     int ns = 0;
@@ -274,6 +287,6 @@ int main(int argc, char **argv)
         net_destroy(models[i]);
     return 0;
 usage:
-    fprintf(stderr, "usage: bench [-r REPEATS] [-t SECONDS] MODEL\n");
+    fprintf(stderr, "usage: bench [-r REPEATS] [-t SECONDS] [-i IMPL] MODEL\n");
     return 64;
 }

@@ -53,16 +53,19 @@ x = (np.random.default_rng(0).standard_normal(n) * 3000).clip(-32768, 32767).ast
 with wave.open(path, "wb") as w:
     w.setnchannels(1); w.setsampwidth(2); w.setframerate(12000); w.writeframes(x.tobytes())
 PY
+    # each replay followed by the engine alone, so both see the same load
     for i in $(seq 3); do
         t0=$(date +%s.%N)
         if "$BUILD/bin/tridentd" --replay "$out/long.wav" --model "$model" --hop "$hop" \
-               --pace fast --workers "$cpus" --endpoint "ipc://$out/pub" >/dev/null 2>"$out/daemon.err"; then
+               --pace fast --workers "$cpus" --stats-interval 0 --endpoint "ipc://$out/pub" \
+               >/dev/null 2>"$out/daemon.err"; then
             t1=$(date +%s.%N)
             echo "daemon $cpus $windows $t0 $t1" >>"$out/daemon.txt"
         else
-            echo "daemon_failed $(head -n 1 "$out/daemon.err")" >>"$out/daemon.txt"
+            echo "daemon_failed $(tail -n 1 "$out/daemon.err")" >>"$out/daemon.txt"
             break
         fi
+        "$BUILD/bench/bench" -r 1 -i auto "$model" | sed 's/^engine/daemon_engine/' >>"$out/daemon.txt"
     done
 fi
 

@@ -87,17 +87,24 @@ def main():
     lines = [line.split() for line in open(daemon) if line.strip()]
     runs = [ln for ln in lines if ln[0] == "daemon"]
     failed = [ln for ln in lines if ln[0] == "daemon_failed"]
+    # the engine alone, measured right after each replay: "daemon_engine IMPL THREADS ..."
+    alone = [ln for ln in lines if ln[0] == "daemon_engine" and ln[2] == "1"]
     if runs:
         workers, windows = int(runs[0][1]), int(runs[0][2])
         wps = statistics.median(windows / (float(ln[4]) - float(ln[3])) for ln in runs)
-        fast = [r for r in rows if r[0].startswith("trident") and r[0] != "trident ref"]
-        one = max((r for r in fast if r[1] == 1), key=lambda r: r[3], default=None)
-        print(f"daemon: tridentd --replay (1 stream, {windows} windows) --pace fast "
+        print(f"daemon: tridentd --replay (1 stream, {windows} windows, hop 1024) --pace fast "
               f"--workers {workers}: {wps:.0f} windows/s (median of {len(runs)}, wall clock)")
-        if one:
-            print(f"        engine alone x workers: {one[3] * workers:.0f} windows/s "
-                  f"({one[0]}, 1 thread x {workers}) -> daemon at "
-                  f"{100 * wps / (one[3] * workers):.1f}%")
+        if alone:
+            one = statistics.median(float(ln[3]) for ln in alone)
+            print(f"        engine alone ({alone[0][1]}, 1 thread, measured after each replay) "
+                  f"x {workers} workers: {one * workers:.0f} windows/s -> the daemon reaches "
+                  f"{100 * wps / (one * workers):.1f}% of it")
+        together = [float(ln[3]) for ln in lines
+                    if ln[0] == "daemon_engine" and int(ln[2]) == workers and workers > 1]
+        if together:
+            t = statistics.median(together)
+            print(f"        engine alone on {workers} threads at once: {t:.0f} windows/s -> "
+                  f"the daemon reaches {100 * wps / t:.1f}% of it")
     elif failed:
         print("daemon: failed: " + " ".join(failed[0][1:]))
     else:
