@@ -402,14 +402,13 @@ static void *windower_main(void *arg)
                 live--;
         }
         if (!progress && live > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);     /* sem_timedwait counts in REALTIME */
-            ts.tv_nsec += IDLE_NS;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            while (sem_timedwait(&p->wake, &ts) < 0 && errno == EINTR)
+            struct timespec ts = ts_of(mono_ns() + IDLE_NS);
+            while (sem_clockwait(&p->wake, CLOCK_MONOTONIC, &ts) < 0 && errno == EINTR)
+                ;
+            /* Posts pile up while the windower is busy (one per source
+             * write); one visit answers them all.  A write after this
+             * posts again. */
+            while (sem_trywait(&p->wake) == 0)
                 ;
         }
     }

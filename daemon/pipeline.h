@@ -16,7 +16,10 @@
  *
  * latency_us is measured from the moment the windower took the window's last
  * sample out of its ring (the ring read that completed the window) to the
- * moment publish_result() returned.
+ * publish_result() call (the time a message carries cannot include its own
+ * send); the _stats and exit summaries measure up to its return.  (DESIGN.md
+ * says "entering the ring": the ring keeps no per-sample time, and for a
+ * live source the two differ by the time samples wait in the ring.)
  *
  * Lifecycle (main's init chain): pipeline_create (slots, scratch) ->
  * pipeline_add_source for every opened source -> pipeline_start (threads) ->
