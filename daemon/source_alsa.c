@@ -36,11 +36,12 @@
  *       one frame: an overrun always loses data) and the clock re-anchored.
  *   -ESTRPIPE (suspend): snd_pcm_resume() while it says -EAGAIN (bounded),
  *       else prepare; the loss is estimated the same way.
- *   anything else (-ENODEV: unplugged; -EIO, -EBADFD...): `down` is set, the
- *       PCM closed and reopened with back-off (100 ms doubling to 5 s) until
- *       it comes back with the same format, rate and channels; `down` is then
- *       cleared and the loss estimated as above.  Other sources have their
- *       own threads and never notice.
+ *   anything else (-ENODEV: unplugged; -EIO, -EBADFD...; or no wake-up for
+ *       4 buffers + 1 s): `down` is set, the PCM closed and reopened with
+ *       back-off (100 ms doubling to 5 s) until it comes back with the same
+ *       format, rate and channels; `down` is then cleared and the loss
+ *       estimated as above.  Other sources have their own threads and never
+ *       notice.
  * Capture threads never log; the counters (stream fields and those in
  * struct alsa_src) are what the main loop reports.
  */
@@ -583,7 +584,7 @@ static void *capture_thread(void *arg)
             continue;
         }
         pfds[n] = (struct pollfd){ .fd = a->stop_fd, .events = POLLIN };
-        /* The timeout only guards against a device that stops interrupting. */
+        /* The timeout only catches a device that stops interrupting. */
         int timeout = (int)(a->buffer * 1000 / a->rate) * 4 + 1000;
         int r = poll(pfds, (nfds_t)n + 1, timeout);
         if (r < 0 && errno == EINTR)
@@ -592,7 +593,9 @@ static void *capture_thread(void *arg)
             break;
         unsigned short rev = 0;
         if (r == 0) {
-            e = state_error(snd_pcm_state(a->pcm));
+            /* Silent for several buffers while running: a hung device, reopen it. */
+            if ((e = state_error(snd_pcm_state(a->pcm))) == 0)
+                e = -ETIMEDOUT;
         } else if ((e = snd_pcm_poll_descriptors_revents(a->pcm, pfds, (unsigned)n, &rev)) == 0) {
             if (rev & (POLLERR | POLLNVAL | POLLHUP))
                 e = state_error(snd_pcm_state(a->pcm));
