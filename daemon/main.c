@@ -139,8 +139,10 @@ static char *default_model(void)
         if (slash) {
             *slash = '\0';
             snprintf(path, sizeof path, "%s/../../model/" DEFAULT_MODEL, exe);
-            if (access(path, R_OK) == 0)
-                return strdup(path);
+            if (access(path, R_OK) == 0) {
+                char *real = realpath(path, NULL);
+                return real ? real : strdup(path);
+            }
         }
     }
     return strdup(installed);   /* for the error message */

@@ -373,6 +373,20 @@ def main():
     tap.ok(f"48 kHz file, 12 kHz model: {n} windows, t every 1024/12000 s", ok,
            f"rc {rc}, {len(got)} windows {err.strip()[-200:]}")
 
+    # 6b. without --model: the shipped model (from the build tree: ../../model)
+    shipped = os.path.join(harness.ROOT, "model", "cwru.safetensors")
+    if os.path.exists(shipped):
+        with open(shipped, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        r = subprocess.run([TRIDENTD, "--replay", three, "--stdout", "--endpoint", free_endpoint(),
+                            "--hop", "8192", "--stats-interval", "0"],
+                           capture_output=True, text=True, cwd="/")
+        models = {json.loads(ln)["model"] for ln in r.stdout.splitlines() if ln.strip()}
+        tap.ok("no --model: the shipped model beside the build tree", r.returncode == 0
+               and models == {digest}, f"rc {r.returncode}, {models}: {r.stderr[-200:]}")
+    else:
+        tap.note("no model/cwru.safetensors: default-model test skipped")
+
     # 7. realtime pace: 3 s take 3 s within 5 %
     x3s = cwru("ball_007")[0][:36000]
     prt = os.path.join(TMP, "rt.wav")
