@@ -16,7 +16,8 @@ Net and measures windows/s with torch.inference_mode():
   the scan, so run.sh can call this once per repeat, between runs of the C
   benchmark, and both see the same load).
 Each is measured REPEATS times, interleaved; prints lines for run.sh:
-  torch NAME THREADS BATCH WINDOWS_PER_S_MEDIAN MIN MAX
+  torch NAME THREADS BATCH WINDOWS_PER_S_MEDIAN MIN MAX CPU_MEDIAN
+(CPU_MEDIAN: windows per second of the process's CPU time, as bench.c's.)
   torch_blas PATH
 """
 import argparse
@@ -81,15 +82,16 @@ def blas_in_use():
 
 
 def rate(fn, batch, seconds):
-    """windows/s of fn() over about `seconds` (after one warm-up call)."""
+    """(windows/s, windows per CPU-second of this process) of fn() over about
+    `seconds` of wall clock, after one warm-up call."""
     fn()
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         fn()
         n += 1
         t = time.perf_counter() - t0
         if t >= seconds:
-            return n * batch / t
+            return n * batch / t, n * batch / max(time.process_time() - c0, 1e-9)
 
 
 def main():
@@ -137,7 +139,7 @@ def main():
         best = {int(t): int(b) for t, b in
                 (kv.split(":") for kv in a.best.split(",") if kv)}
         for th in sorted({1, cpus} - set(best)):
-            scan = {b: run("traced", th, b, a.seconds / 2) for b in batches}
+            scan = {b: run("traced", th, b, a.seconds / 2)[0] for b in batches}
             best[th] = max(scan, key=scan.get)
         if a.scan:
             for th, b in sorted(best.items()):
@@ -154,7 +156,10 @@ def main():
                 vals[s].append(run(s[0], s[1], s[2], a.seconds))
     print(f"torch_blas {blas_in_use()}")
     for (kind, th, b), v in vals.items():
-        print(f"torch {kind} {th} {b} {statistics.median(v):.1f} {min(v):.1f} {max(v):.1f}")
+        wall = [w for w, _ in v]
+        cpu = statistics.median(c for _, c in v)
+        print(f"torch {kind} {th} {b} {statistics.median(wall):.1f} {min(wall):.1f} "
+              f"{max(wall):.1f} {cpu:.1f}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def main():
                 (float(f[3]), float(f[4]), float(f[5]), float(f[6])))
         elif f[0] == "torch":
             runs.setdefault((f"PyTorch {f[1]}", int(f[2]), int(f[3])), []).append(
-                (float(f[4]), float(f[5]), float(f[6]), None))
+                (float(f[4]), float(f[5]), float(f[6]), float(f[7])))
     peak, cpupeak, rows = {}, {}, []
     for (name, th, b), v in runs.items():
         med = statistics.median(r[0] for r in v)
@@ -58,31 +58,43 @@ def main():
             rows.append((name, th, b, med, lo, hi, cpu, len(v)))
     nruns = max((r[7] for r in rows), default=0)
 
-    base = next((r[3] for r in rows if r[0] == "PyTorch eager" and r[1] == 1 and r[2] == 1), None)
-    best = max((r[3] for r in rows if r[0].startswith("PyTorch") and r[1] == 1), default=None)
+    def torch_ref(col):
+        """PyTorch eager at batch 1 on 1 thread, and PyTorch's best on 1 thread."""
+        b1 = next((r[col] for r in rows if r[0] == "PyTorch eager" and r[1] == 1 and r[2] == 1),
+                  None)
+        best = max((r[col] for r in rows if r[0].startswith("PyTorch") and r[1] == 1),
+                   default=None)
+        return b1, best
+    base, best = torch_ref(3)
+    cbase, cbest = torch_ref(6)
     print(f"trident make bench — {cpu_name()}, {cpus} CPUs, FP32, "
           f"{flop / 1e6:.2f} MFLOP per window; medians (min-max) of {nruns} runs")
     for th, g in sorted(peak.items()):
         print(f"measured FMA peak, {th} thread{'s' if th > 1 else ''}: {g:.1f} GFLOP/s"
-              f" = {g * 1e9 / flop:.0f} windows/s ({cpupeak[th]:.1f} per CPU-second)")
+              f" = {g * 1e9 / flop:.0f} windows/s; per CPU-second: {cpupeak[th]:.1f} GFLOP"
+              f" = {cpupeak[th] * 1e9 / flop:.0f} windows")
     print(f"PyTorch's BLAS (its batch-1 convolutions): {blas}")
-    print("windows/s: wall clock; per CPU-s: per second of the threads' own CPU time "
-          "(leaves out time other processes held the cores)")
+    print("wall clock: what this run got; per CPU-second: per second of the threads' own "
+          "CPU time, leaving out the time other processes held the cores. x PyTorch: "
+          "against PyTorch eager, batch 1, 1 thread (b1) and PyTorch's best on 1 thread.")
     print()
-    hdr = (f"{'':24} {'threads':>7} {'batch':>5} {'windows/s':>10} {'(min-max)':>15} "
-           f"{'us/window':>9} {'% peak':>6} {'x PyTorch b1':>12} {'x PyTorch best':>14} "
-           f"{'per CPU-s':>9} {'% peak':>6}")
+
+    def ratio(v, r):
+        return f"{v / r:.2f}" if v and r else "-"
+
+    def pct(v, g):
+        return f"{100 * v * flop / (g * 1e9):.1f}" if v and g else "-"
+    print(f"{'':39}{' wall clock '.center(52, '-')} {' per CPU-second '.center(28, '-')}")
+    hdr = (f"{'':24} {'threads':>7} {'batch':>5} {'windows/s':>9} {'(min-max)':>13} "
+           f"{'us/win':>8} {'%peak':>5} {'x b1':>6} {'x best':>6} "
+           f"{'windows':>8} {'%peak':>5} {'x b1':>6} {'x best':>6}")
     print(hdr)
     print("-" * len(hdr))
     for name, th, b, med, lo, hi, cpu, _ in rows:
-        pk, cpk = peak.get(th), cpupeak.get(th)
-        pct = f"{100 * med * flop / (pk * 1e9):.1f}" if pk else "-"
-        r1 = f"{med / base:.2f}" if base else "-"
-        rb = f"{med / best:.2f}" if best else "-"
-        cw = f"{cpu:.0f}" if cpu else "-"
-        cpct = f"{100 * cpu * flop / (cpk * 1e9):.1f}" if cpu and cpk else "-"
-        print(f"{name:24} {th:7d} {b:5d} {med:10.0f} {f'({lo:.0f}-{hi:.0f})':>15} "
-              f"{1e6 * th / med:9.1f} {pct:>6} {r1:>12} {rb:>14} {cw:>9} {cpct:>6}")
+        print(f"{name:24} {th:7d} {b:5d} {med:9.0f} {f'({lo:.0f}-{hi:.0f})':>13} "
+              f"{1e6 * th / med:8.1f} {pct(med, peak.get(th)):>5} {ratio(med, base):>6} "
+              f"{ratio(med, best):>6} {cpu:8.0f} {pct(cpu, cpupeak.get(th)):>5} "
+              f"{ratio(cpu, cbase):>6} {ratio(cpu, cbest):>6}")
     print()
     lines = [line.split() for line in open(daemon) if line.strip()]
     runs = [ln for ln in lines if ln[0] == "daemon"]
