@@ -40,7 +40,7 @@ endif
 # Targets that need packages, and which package sets (see packaging/deps.sh).
 DEPS_all     := build
 DEPS_tools   := build
-DEPS_check   := build test
+DEPS_check   := build test deb
 DEPS_demo    := build demo
 DEPS_bench   := build test
 DEPS_install := build
