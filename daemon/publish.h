@@ -62,7 +62,8 @@ typedef struct publisher publisher;
 
 /* Create the socket and bind every endpoint. 0, or -errno with a one-line
  * message naming the endpoint in err ("cannot bind tcp://…: Address already
- * in use"). */
+ * in use").  An endpoint with a bracketed IPv6 literal (tcp://[::1]:5556)
+ * is bound with ZMQ_IPV6; others IPv4 only. */
 int  publish_create(const struct publish_opts *o, publisher **out, char *err, size_t errlen);
 /* Close the socket (lingering at most 2 s for queued messages) and free. */
 void publish_destroy(publisher *p);
@@ -89,7 +90,9 @@ int  publish_raw(publisher *p, const char *topic, const char *json);
  * the length it would need (like snprintf: buf always NUL-terminated when
  * len > 0, the output truncated when the result is >= len). */
 size_t publish_format(const struct result *r, char *buf, size_t len);
-/* Subscriptions currently known (XPUB subscribe minus unsubscribe messages). */
+/* Subscriptions currently known (XPUB subscribe minus unsubscribe messages;
+ * a subscriber that disconnects unsubscribes from all its topics), as of the
+ * last publish or wait call, which read the subscription messages. */
 unsigned publish_subscribers(const publisher *p);
 
 #endif

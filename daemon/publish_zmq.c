@@ -36,7 +36,7 @@ struct publisher {
     void        *ctx;
     void        *sock;          /* NULL: stdout only */
     bool         to_stdout;
-    bool         wedged;        /* a send was abandoned mid-message */
+    bool         cancelled;     /* a send was abandoned: refuse the rest */
     char        *buf;
     size_t       cap;
     unsigned     subs;          /* subscribe minus unsubscribe messages */
@@ -114,6 +114,11 @@ int publish_create(const struct publish_opts *o, publisher **out, char *err, siz
         char last[256];
         size_t ll = sizeof last;
 
+        /* IPv6 only for a bracketed IPv6 literal: turned on for every bind,
+         * it would report 127.0.0.1 as [::ffff:127.0.0.1], which an IPv4-only
+         * subscriber cannot connect to. */
+        const char *host = strstr(o->endpoints[i], "://");
+        set_int(p->sock, ZMQ_IPV6, host && host[3] == '[');
         if (zmq_bind(p->sock, o->endpoints[i]) != 0) {
             rc = -errno;
             snprintf(err, errlen, "cannot bind %s: %s", o->endpoints[i], zmq_strerror(errno));
@@ -197,8 +202,10 @@ static int send_frame(publisher *p, const void *data, size_t len, int more)
         if (errno != EAGAIN && errno != EINTR)
             return -errno;
         /* A full slice went by without room (or a signal came). */
-        if (p->abort && *p->abort)
+        if (p->abort && *p->abort) {
+            p->cancelled = true;
             return -ECANCELED;
+        }
         drain_subscriptions(p);
     }
 }
@@ -207,19 +214,18 @@ static int send_message(publisher *p, const char *topic, const char *json, size_
 {
     int rc;
 
-    if (p->wedged)
+    /* Once a send is abandoned, the rest are too, at once: a hard stop must
+     * not cost a slice per remaining message.  (It also keeps a half-sent
+     * message from being completed by the next one — though the high-water
+     * mark counts whole messages, so once the first frame is in, the second
+     * never waits.) */
+    if (p->cancelled)
         return -ECANCELED;
     drain_subscriptions(p);
     rc = send_frame(p, topic, strlen(topic), 1);
     if (rc)
         return rc;
-    /* The high-water mark counts whole messages, so once the first frame is
-     * in, the second never waits; if it ever did and was abandoned, the
-     * socket would hold half a message: refuse everything after that. */
-    rc = send_frame(p, json, len, 0);
-    if (rc)
-        p->wedged = true;
-    return rc;
+    return send_frame(p, json, len, 0);
 }
 
 static int write_line(const char *json, size_t len)

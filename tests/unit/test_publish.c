@@ -356,6 +356,150 @@ TEST(wait_subscribers_stops)
     publish_destroy(p);
 }
 
+/* A SUB in this process: its own context, a bounded receive timeout. */
+static void *sub_open(void *ctx, const char *ep, int rcvhwm)
+{
+    void *s = zmq_socket(ctx, ZMQ_SUB);
+    int timeout = 10000, zero = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    if (zmq_connect(s, ep) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The count follows subscribe, unsubscribe and disconnect; messages reach a
+ * subscriber as two frames, the topic and the formatted JSON. */
+TEST(subscriptions_are_counted)
+{
+    char *any[] = { "tcp://127.0.0.1:*" };
+    struct publish_opts o = { .endpoints = any, .n_endpoints = 1, .hwm = 100 };
+    publisher *p = NULL;
+    char err[256], want[2048], got[2048];
+    REQUIRE(publish_create(&o, &p, err, sizeof err) == 0);
+    void *ctx = zmq_ctx_new();
+    void *s = sub_open(ctx, publish_endpoint(p, 0), 1000);
+    REQUIRE(s);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "bear", 4);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "_stats", 6);
+    CHECK(publish_wait_subscribers(p, 2, NULL) == 0);
+    CHECK(publish_subscribers(p) == 2);
+
+    struct result r = sample_result();
+    r.seq = 3;
+    size_t n = publish_format(&r, want, sizeof want);
+    CHECK(publish_result(p, &r) == 0);
+    int k = zmq_recv(s, got, sizeof got, 0);
+    int more = 0;
+    size_t ml = sizeof more;
+    zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
+    CHECKF(k == 9 && memcmp(got, "bearing/0", 9) == 0 && more, "topic frame %d", k);
+    k = zmq_recv(s, got, sizeof got, 0);
+    CHECKF(k == (int)n && memcmp(got, want, n) == 0, "json frame %d", k);
+    CHECK(publish_raw(p, "_stats", "{\"x\":1}") == 0);
+    k = zmq_recv(s, got, sizeof got, 0);
+    CHECK(k == 6 && memcmp(got, "_stats", 6) == 0);
+    k = zmq_recv(s, got, sizeof got, 0);
+    CHECK(k == 7 && memcmp(got, "{\"x\":1}", 7) == 0);
+
+    zmq_setsockopt(s, ZMQ_UNSUBSCRIBE, "_stats", 6);
+    /* Bounded wait for the unsubscription to travel (not a timing check). */
+    for (int i = 0; i < 500 && publish_subscribers(p) != 1; i++) {
+        publish_raw(p, "nobody", "{}");
+        zmq_poll(NULL, 0, 10);
+    }
+    CHECKF(publish_subscribers(p) == 1, "%u", publish_subscribers(p));
+    zmq_close(s);
+    for (int i = 0; i < 500 && publish_subscribers(p) != 0; i++) {
+        publish_raw(p, "nobody", "{}");
+        zmq_poll(NULL, 0, 10);
+    }
+    CHECKF(publish_subscribers(p) == 0, "%u after disconnect", publish_subscribers(p));
+    zmq_ctx_term(ctx);
+    publish_destroy(p);
+}
+
+/* A subscriber that reads nothing blocks the publisher (NODROP) instead of
+ * losing messages; the abort flag ends the wait with -ECANCELED, and every
+ * later send fails at once.  The subscriber then finds every message it was
+ * sent, in order. */
+TEST(back_pressure_and_abort)
+{
+    char *any[] = { "ipc://@trident-test-publish-bp" };
+    struct publish_opts o = { .endpoints = any, .n_endpoints = 1, .hwm = 4 };
+    publisher *p = NULL;
+    char err[256], got[2048];
+    volatile sig_atomic_t abort_now = 1;
+    REQUIRE(publish_create(&o, &p, err, sizeof err) == 0);
+    void *ctx = zmq_ctx_new();
+    void *s = sub_open(ctx, any[0], 4);
+    REQUIRE(s);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    REQUIRE(publish_wait_subscribers(p, 1, NULL) == 0);
+    publish_set_abort(p, &abort_now);
+
+    struct result r = sample_result();
+    int rc = 0;
+    unsigned sent = 0;
+    /* Kernel socket buffers take some thousand messages before the wait. */
+    for (r.seq = 0; r.seq < 2000000 && rc == 0; r.seq++) {
+        rc = publish_result(p, &r);
+        if (rc == 0)
+            sent++;
+    }
+    CHECKF(rc == -ECANCELED, "rc %d after %u messages", rc, sent);
+    CHECK(sent > 0 && sent < 2000000);
+    CHECK(publish_result(p, &r) == -ECANCELED);
+    CHECK(publish_raw(p, "_stats", "{}") == -ECANCELED);
+
+    /* Everything accepted before the abort arrives, in order. */
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &zero, sizeof zero);
+    unsigned seen = 0;
+    bool in_order = true;
+    int timeout = 10000;
+    for (;;) {
+        zmq_pollitem_t it = { .socket = s, .events = ZMQ_POLLIN };
+        if (seen == sent || zmq_poll(&it, 1, timeout) <= 0)
+            break;
+        if (zmq_recv(s, got, sizeof got, 0) < 0)
+            break;
+        int k = zmq_recv(s, got, sizeof got - 1, 0);
+        if (k < 0)
+            break;
+        got[k] = '\0';
+        json_t *j = json_loads(got, 0, NULL);
+        if (!j || json_integer_value(json_object_get(j, "seq")) != seen)
+            in_order = false;
+        json_decref(j);
+        seen++;
+    }
+    CHECKF(seen == sent && in_order, "received %u of %u, in order %d", seen, sent, in_order);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    publish_destroy(p);
+}
+
+TEST(ipv6_literal_binds)
+{
+    char *v6[] = { "tcp://[::1]:*", "tcp://127.0.0.1:*" };
+    struct publish_opts o = { .endpoints = v6, .n_endpoints = 2, .hwm = 10 };
+    publisher *p = NULL;
+    char err[256];
+    int rc = publish_create(&o, &p, err, sizeof err);
+    if (rc == -EADDRNOTAVAIL || rc == -ENODEV || rc == -EAFNOSUPPORT) {
+        printf("# no IPv6 loopback here: %s\n", err);
+        return;
+    }
+    REQUIRE(rc == 0);
+    CHECKF(strncmp(publish_endpoint(p, 0), "tcp://[::1]:", 12) == 0, "%s", publish_endpoint(p, 0));
+    CHECKF(strncmp(publish_endpoint(p, 1), "tcp://127.0.0.1:", 16) == 0, "%s", publish_endpoint(p, 1));
+    publish_destroy(p);
+}
+
 int main(void)
 {
     RUN(format_fields_and_types);
@@ -371,5 +515,8 @@ int main(void)
     RUN(create_bad_endpoints_are_named);
     RUN(create_address_in_use);
     RUN(wait_subscribers_stops);
+    RUN(subscriptions_are_counted);
+    RUN(back_pressure_and_abort);
+    RUN(ipv6_literal_binds);
     return TEST_END();
 }
