@@ -72,7 +72,10 @@ void publish_destroy(publisher *p);
 const char *publish_endpoint(const publisher *p, unsigned i);
 /* Give up a send blocked by back-pressure once *flag is non-zero (checked
  * every 100 ms): publish_result()/publish_raw() then return -ECANCELED and
- * every later send does too.  For a hard stop; NULL (default) never gives up. */
+ * every later send does too, at once.  For a hard stop (a second signal, a
+ * shutdown deadline) — a graceful stop keeps publishing what was captured.
+ * NULL (the default) never gives up.  Call before the publisher thread
+ * starts. */
 void publish_set_abort(publisher *p, const volatile sig_atomic_t *flag);
 /* Block until n subscriptions are present (subscribe minus unsubscribe
  * messages, as publish_subscribers()) or *stop becomes non-zero (checked every

@@ -115,6 +115,12 @@ int main(int argc, char **argv)
     }
 
     char (*names)[256] = calloc(streams, sizeof *names);
+    if (!names) {
+        fprintf(stderr, "pub-feed: out of memory\n");
+        publish_destroy(p);
+        free(eps);
+        return 1;
+    }
     float logits[64], probs[64];
     for (unsigned long k = 0; k < streams; k++)
         if (streams == 1)
