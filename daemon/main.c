@@ -1,24 +1,47 @@
-/* main.c — tridentd: command line, init chain, signals, lifecycle.
+/* main.c — tridentd: command line, init chain, signals, sd-notify, reload.
  *
- * The command line fills a struct cfg (config/config.h), the same struct a
- * configuration file will fill, and everything after that reads only the
+ * Two ways to run, one struct cfg (config/config.h) between them: a
+ * configuration file (`tridentd [-c FILE]`, the service) or recorded files
+ * on the command line (`--replay FILE...`).  Command-line settings override
+ * the file, now and on every reload.  Everything after that reads only the
  * struct.  The init chain, torn down in exact reverse and guarded against a
  * failure at any step:
  *
  *   log -> config -> model -> pipeline (job slots, worker scratch)
  *       -> publisher (bound endpoints) -> sources (opened, streams added)
- *       -> wait for subscribers -> pipeline threads -> sources started -> run
+ *       -> wait for subscribers -> pipeline threads -> sources started
+ *       -> READY=1 -> run
  *
- * Signals: SIGINT and SIGTERM only set a flag.  They are blocked in every
- * thread but the main one (threads inherit the mask they are created with),
- * so no system call in the capture, pipeline or ZeroMQ threads is ever
- * interrupted.  On the flag the sources stop, the pipeline classifies and
- * publishes what the rings hold, and tridentd exits 0.  A second signal also
- * aborts sends blocked by a subscriber that takes nothing (NODROP), so the
- * drain cannot hang.  SIGPIPE is ignored.
+ * Signals only set flags.  They are blocked in every thread but the main
+ * one (threads inherit the mask they are created with), so no system call
+ * in the capture, pipeline or ZeroMQ threads is ever interrupted.
+ *   SIGINT, SIGTERM: STOPPING=1; the sources stop, the pipeline classifies
+ *     and publishes what the rings hold, and tridentd exits 0.  A second
+ *     signal also aborts sends blocked by a subscriber that takes nothing
+ *     (NODROP), so the drain cannot hang.
+ *   SIGHUP (configuration file only): RELOADING=1, then reload() re-reads
+ *     the file and the model and validates both fully (and opens every new
+ *     file stream once) before changing anything; on any error it logs one
+ *     line and keeps everything as it was.  Otherwise the new model becomes
+ *     current at the next window (pipeline.h), streams that are gone or
+ *     changed stop and drain, new or changed ones start, untouched ones never
+ *     notice.  READY=1 in both cases, with a STATUS= that says how it went.
+ *   SIGPIPE is ignored.
+ *
+ * The main loop wakes every 20 ms: it reloads when asked, sends STATUS=
+ * (streams, windows/s, drops) every few seconds, frees models no window
+ * uses any more, and pings the watchdog only when the pipeline proved
+ * progress (notify.h: windows published since the last ping, or nothing
+ * pending) — a timer alone never pings, so a stuck worker or publisher
+ * stops the pings and systemd restarts the daemon.
+ *
+ * Each running source owns a copy of its stream's configuration (struct
+ * run_src), so the struct cfg read at start-up or at a reload can be freed
+ * without the sources noticing.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +53,7 @@
 #include "config.h"
 #include "log.h"
 #include "net.h"
+#include "notify.h"
 #include "pipeline.h"
 #include "publish.h"
 #include "source.h"
@@ -42,18 +66,24 @@
 #define EX_UNAVAILABLE_ 69
 #define EX_SOFTWARE_    70
 #define EX_OSERR_       71
+#define EX_CONFIG_      78
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
 #define DEFAULT_MODEL    "cwru.safetensors"
+#define LOOP_NS          20000000L      /* main loop tick */
+#define STATUS_US        2000000u       /* STATUS= refresh */
 
 /* First signal: stop the sources, drain, publish everything.  Second one:
  * also give up sends that a stuck subscriber blocks (NODROP back-pressure),
  * so that the exit never hangs. */
-static volatile sig_atomic_t stop_flag, abort_flag;
+static volatile sig_atomic_t stop_flag, abort_flag, hup_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (sig == SIGHUP) {
+        hup_flag = 1;
+        return;
+    }
     if (stop_flag)
         abort_flag = 1;
     stop_flag = 1;
@@ -62,38 +92,55 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-"usage: tridentd --replay FILE... [--model M] [--hop N] [--pace fast|realtime]\n"
+"usage: tridentd [-c FILE] [--model M] [--workers N] [--stdout] [--endpoint E]...\n"
+"                [--wait-subscribers N] [--stats-interval S]\n"
+"       tridentd --check [-c FILE]\n"
+"       tridentd --replay FILE... [--model M] [--hop N] [--pace fast|realtime]\n"
 "                [--loop] [--workers N] [--stdout] [--endpoint E]...\n"
 "                [--wait-subscribers N] [--stats-interval S]\n"
-"       tridentd [-c FILE]       (configuration files: not implemented yet)\n"
 "       tridentd --version | --help\n"
 "\n"
-"Classifies recorded WAV/FLAC files (16/24/32-bit integer or 32-bit float) as\n"
-"streams named after the files (NAME for mono, NAME/0, NAME/1... per channel),\n"
-"publishes every window on ZeroMQ and exits once everything is published.\n"
+"Classifies live (ALSA) or recorded (WAV/FLAC) streams window by window and\n"
+"publishes every classification on ZeroMQ.  Without --replay the streams, the\n"
+"model and the endpoints come from the configuration file (trident.conf(5));\n"
+"the options below override the file's values.\n"
 "\n"
-"  --replay FILE...       the files to classify\n"
-"  --model M              model file (default: the shipped %s)\n"
-"  --hop N                samples between window starts, >= 1 (default 1024)\n"
-"  --pace fast|realtime   as fast as possible, lossless (default), or at the\n"
-"                         file's sample rate\n"
-"  --loop                 replay the files again and again (until a signal)\n"
+"  -c, --config FILE      configuration file (default " CFG_DEFAULT_FILE ")\n"
+"  --check                validate the configuration, the model and every file\n"
+"                         stream, print a summary and exit (0: valid, 78: not);\n"
+"                         ALSA devices are not opened (the running daemon may\n"
+"                         hold them)\n"
+"  --replay FILE...       classify these files instead, as streams named after\n"
+"                         them (NAME for mono, NAME/0, NAME/1... per channel),\n"
+"                         and exit once everything is published\n"
+"  --model M              model file (default: the configured one; with\n"
+"                         --replay the shipped %s)\n"
+"  --hop N                --replay: samples between window starts (default 1024)\n"
+"  --pace fast|realtime   --replay: as fast as possible, lossless (default), or\n"
+"                         at the file's sample rate\n"
+"  --loop                 --replay: again and again (until a signal)\n"
 "  --workers N            classification threads (default: one per CPU)\n"
 "  --stdout               also write every message as a JSON line on stdout\n"
 "  --endpoint E           ZeroMQ endpoint to bind, repeatable\n"
 "                         (default " DEFAULT_ENDPOINT ")\n"
 "  --wait-subscribers N   start only once N subscriptions have arrived\n"
 "  --stats-interval S     seconds between \"_stats\" messages (default 10, 0: off)\n"
-"  -c FILE                configuration file\n"
 "  --version, --help\n"
 "\n"
-"SIGINT/SIGTERM: stop reading, classify and publish what was read, exit 0;\n"
-"a second signal drops what a stuck subscriber does not take.\n"
+"Signals: SIGINT/SIGTERM stop reading, classify and publish what was read,\n"
+"exit 0 (a second one drops what a stuck subscriber does not take).  SIGHUP\n"
+"re-reads the configuration file and the model; if either is bad the daemon\n"
+"says why and keeps running on the old ones.  Under systemd (Type=notify) it\n"
+"reports READY=1, STATUS=, WATCHDOG=1 (only while classifying makes progress),\n"
+"RELOADING=1 and STOPPING=1.\n"
 "\n"
-"Exit status: 0 done; 64 usage error; 65 bad data (not audio, empty, shorter\n"
-"than one window, unsupported format, bad model file); 66 input file or model\n"
-"missing or unreadable; 69 an endpoint cannot be bound; 70/71 internal or\n"
-"system error.\n", TRIDENT_DATADIR "/" DEFAULT_MODEL);
+"Exit status: 0 done; 64 usage error; 78 bad configuration file or model\n"
+"(the message names the file and line); with --replay: 65 bad data (not\n"
+"audio, empty, shorter than one window, unsupported format, bad model file),\n"
+"66 input file or model missing or unreadable; 69 an endpoint cannot be bound\n"
+"or an ALSA device is not there; 70/71 internal or system error.\n"
+"\n", TRIDENT_DATADIR "/" DEFAULT_MODEL);
+    cfg_print_help(f);
 }
 
 /* ---- configuration from the command line ------------------------------------ */
@@ -159,7 +206,7 @@ static char *file_stem(const char *path)
 }
 
 enum { OPT_REPLAY = 256, OPT_MODEL, OPT_HOP, OPT_PACE, OPT_WORKERS, OPT_STDOUT,
-       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_VERSION, OPT_HELP };
+       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_VERSION, OPT_HELP, OPT_CHECK };
 
 /* What the command line says.  Settings that a configuration file also has
  * go into cli (config.h: they override the file, and again on a reload);
@@ -168,7 +215,8 @@ struct args {
     struct cfg_cli cli;
     const char   **endpoints;       /* argc entries, pointing into argv */
     const char    *config;          /* -c FILE */
-    bool           replay, loop;
+    bool           replay, loop, check;
+    bool           hop_set, pace_set, loop_set;
     unsigned       hop;
     enum cfg_pace  pace;
     char         **files;           /* into argv */
@@ -189,6 +237,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "wait-subscribers", required_argument, NULL, OPT_WAIT },
         { "loop",             no_argument,       NULL, OPT_LOOP },
         { "stats-interval",   required_argument, NULL, OPT_STATS },
+        { "config",           required_argument, NULL, 'c' },
+        { "check",            no_argument,       NULL, OPT_CHECK },
         { "version",          no_argument,       NULL, OPT_VERSION },
         { "help",             no_argument,       NULL, OPT_HELP },
         { NULL, 0, NULL, 0 }
@@ -207,10 +257,12 @@ static int parse_args(int argc, char **argv, struct args *a)
     while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
         switch (o) {
         case OPT_REPLAY: a->replay = true; break;
+        case OPT_CHECK:  a->check = true; break;
         case OPT_MODEL:  a->cli.model = optarg; break;
         case OPT_HOP:
             if (parse_uint("--hop", optarg, 1, 1u << 20, &a->hop))
                 return EX_USAGE_;
+            a->hop_set = true;
             break;
         case OPT_PACE:
             if (strcmp(optarg, "fast") == 0)
@@ -221,6 +273,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                 log_err("--pace: \"%s\" is neither fast nor realtime", optarg);
                 return EX_USAGE_;
             }
+            a->pace_set = true;
             break;
         case OPT_WORKERS:
             if (parse_uint("--workers", optarg, 1, 256, &u))
@@ -233,7 +286,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             if (parse_uint("--wait-subscribers", optarg, 0, 1000000, &a->cli.wait_subscribers))
                 return EX_USAGE_;
             break;
-        case OPT_LOOP: a->loop = true; break;
+        case OPT_LOOP: a->loop = a->loop_set = true; break;
         case OPT_STATS: {
             char *end;
             double v = strtod(optarg, &end);
@@ -269,27 +322,47 @@ static int parse_args(int argc, char **argv, struct args *a)
         log_err("--replay needs at least one file");
         return EX_USAGE_;
     }
+    if (a->replay && (a->config || a->check)) {
+        log_err("%s and --replay do not go together", a->check ? "--check" : "-c");
+        return EX_USAGE_;
+    }
+    if (!a->replay && (a->hop_set || a->pace_set || a->loop_set)) {
+        log_err("--hop, --pace and --loop are for --replay (streams of a configuration "
+                "file set them in the file)");
+        return EX_USAGE_;
+    }
     a->files = argv + optind;
     a->n_files = (unsigned)(argc - optind);
     return 0;
 }
 
+/* Status for a configuration that cfg_load() refused. */
+static int cfg_status(int rc)
+{
+    return rc == -ENOMEM ? EX_OSERR_ : EX_CONFIG_;
+}
+
 /* The configuration the arguments describe.  0 or an exit status. */
 static int build_cfg(struct args *a, struct cfg *c)
 {
-    char err[512];
+    char err[1024];
     int rc;
 
     if (!a->replay) {
-        /* cfg_load(a->config ? a->config : CFG_DEFAULT_FILE, c, ...) slots in
-         * here, followed by the same cfg_apply_cli() as below. */
-        log_err("running from a configuration file is not implemented yet: "
-                "use --replay FILE... (see --help)");
-        return EX_USAGE_;
-    }
-    if (a->config) {
-        log_err("-c and --replay do not go together");
-        return EX_USAGE_;
+        const char *path = a->config ? a->config : CFG_DEFAULT_FILE;
+        rc = cfg_load(path, c, err, sizeof err);
+        if (rc < 0) {
+            log_err("%s", err);
+            return cfg_status(rc);
+        }
+        rc = cfg_apply_cli(c, &a->cli, err, sizeof err);
+        if (rc == -ENOMEM)
+            return EX_OSERR_;
+        if (rc < 0) {
+            log_err("%s (from the command line)", err);
+            return EX_USAGE_;
+        }
+        return 0;
     }
     if (cfg_defaults(c) < 0)
         return EX_OSERR_;
@@ -342,7 +415,7 @@ static int build_cfg(struct args *a, struct cfg *c)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* Exit status for an error opening an input (file or model). */
+/* Exit status for an error opening an input (file or model) of --replay. */
 static int input_status(int rc)
 {
     switch (-rc) {
@@ -362,10 +435,11 @@ static void block_signals(bool block)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
-static void log_model(const net_model *m)
+static void describe_model(const net_model *m, char *buf, size_t len)
 {
     char classes[1024];
     size_t pos = 0;
@@ -378,9 +452,414 @@ static void log_model(const net_model *m)
         snprintf(rate, sizeof rate, "%g Hz", net_sample_rate(m));
     else
         snprintf(rate, sizeof rate, "not given (no resampling)");
-    log_info("model %s: sha256 %s, impl %s, %d classes (%s), rate %s, normalisation %s",
+    snprintf(buf, len, "model %s: sha256 %s, impl %s, %d classes (%s), rate %s, normalisation %s",
              net_path(m), net_digest(m), net_impl(m), net_classes(m), classes, rate,
              norm_name(net_normalize(m)));
+}
+
+static void log_model(const net_model *m)
+{
+    char buf[1600];
+    describe_model(m, buf, sizeof buf);
+    log_info("%s", buf);
+}
+
+static const struct source_ops *ops_for(enum cfg_type t)
+{
+    return t == CFG_FILE ? &source_file_ops : &source_alsa_ops;
+}
+
+/* "FILE:LINE: stream \"NAME\": " for a stream of a configuration file. */
+static void stream_where(const struct cfg *c, const struct cfg_stream *s, char *buf, size_t len)
+{
+    if (c->file && s->line)
+        snprintf(buf, len, "%s:%d: stream \"%s\": ", c->file, s->line, s->name);
+    else
+        buf[0] = '\0';
+}
+
+/* ---- running sources ------------------------------------------------------ */
+
+/* A source with its own copy of its stream's configuration. */
+struct run_src {
+    struct source src;
+    struct cfg    own;          /* one stream; src.cfg points at own.streams[0] */
+    bool          added;        /* its streams are in the pipeline */
+    bool          started;
+};
+
+static void run_src_free(struct run_src *r)
+{
+    if (!r)
+        return;
+    if (r->src.ops)
+        r->src.ops->close(&r->src);
+    cfg_free(&r->own);
+    free(r);
+}
+
+/* Open the source of stream s.  NULL with err set (and *rc = -errno). */
+static struct run_src *run_src_open(const struct cfg_stream *s, int *rc, char *err, size_t errlen)
+{
+    struct run_src *r = calloc(1, sizeof *r);
+    if (!r || (*rc = cfg_add_stream(&r->own, s)) < 0) {
+        free(r);
+        *rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->src.cfg = &r->own.streams[0];
+    *rc = ops_for(s->type)->open(&r->src, err, errlen);
+    if (*rc < 0) {
+        cfg_free(&r->own);
+        free(r);
+        return NULL;
+    }
+    r->src.ops = ops_for(s->type);
+    return r;
+}
+
+/* ---- the daemon ------------------------------------------------------------- */
+
+struct daemon {
+    struct args     *args;
+    struct cfg      *cfg;            /* start-up settings (those a reload cannot change) */
+    const char      *config;         /* the file to re-read; NULL with --replay */
+    pipeline        *pl;
+    publisher       *pub;
+    struct run_src **src;            /* running sources, in configuration order */
+    unsigned         n_src;
+    struct notify_wd wd;
+    uint64_t         status_us, status_windows;
+    double           rate;           /* windows/s over the last STATUS= period */
+    char             note[256];      /* how the last reload went, for STATUS= */
+};
+
+static void send_status(struct daemon *d)
+{
+    unsigned n = pipeline_streams(d->pl);
+    notify_status("%u stream%s, %.1f windows/s, %" PRIu64 " dropped, model %s%s%s", n,
+                  n == 1 ? "" : "s", d->rate, pipeline_dropped(d->pl),
+                  net_digest(pipeline_model(d->pl)), d->note[0] ? "; " : "", d->note);
+}
+
+/* Everything the main loop does when it wakes: the watchdog (only on
+ * progress), STATUS=, freeing unused models. */
+static void tick(struct daemon *d)
+{
+    uint64_t now = notify_now_us();
+    if (d->wd.period_us && now - d->wd.last_ping_us >= d->wd.period_us / 4) {
+        int rc = notify_wd_tick(&d->wd, now, pipeline_published(d->pl), pipeline_idle(d->pl));
+        if (rc < 0)
+            log_warn("watchdog notification failed: %s", strerror(-rc));
+    }
+    if (now - d->status_us >= STATUS_US) {
+        uint64_t w = pipeline_published(d->pl);
+        d->rate = (double)(w - d->status_windows) * 1e6 / (double)(now - d->status_us);
+        d->status_windows = w;
+        d->status_us = now;
+        send_status(d);
+    }
+    pipeline_reap(d->pl);
+}
+
+static void sleep_tick(void)
+{
+    struct timespec ts = { 0, LOOP_NS };
+    nanosleep(&ts, NULL);       /* a signal cuts it short */
+}
+
+/* Stop the marked sources, wait until the pipeline has published everything
+ * they captured, close them.  false if a stop signal came first (the rest
+ * stay in the list, stopped, for the shutdown). */
+static bool retire_sources(struct daemon *d, const bool *gone)
+{
+    for (unsigned i = d->n_src; i-- > 0;)
+        if (gone[i] && d->src[i]->started) {
+            d->src[i]->src.ops->stop(&d->src[i]->src);
+            d->src[i]->started = false;
+        }
+    for (unsigned i = 0; i < d->n_src; i++) {
+        if (!gone[i] || !d->src[i]->added)
+            continue;
+        while (pipeline_release_source(d->pl, &d->src[i]->src) == -EBUSY) {
+            if (stop_flag)
+                return false;
+            sleep_tick();
+            tick(d);
+        }
+        d->src[i]->added = false;
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < d->n_src; i++) {
+        if (gone[i])
+            run_src_free(d->src[i]);
+        else
+            d->src[k++] = d->src[i];
+    }
+    d->n_src = k;
+    return true;
+}
+
+/* Open stream s, add it to the pipeline and, if it runs, start it.  0 or
+ * -errno with a message (prefixed with FILE:LINE for a configured stream). */
+static int add_stream(struct daemon *d, const struct cfg *c, const struct cfg_stream *s,
+                      bool start, char *err, size_t errlen)
+{
+    char where[PATH_MAX + 200], msg[1024];
+    int rc;
+
+    stream_where(c, s, where, sizeof where);
+    struct run_src **v = realloc(d->src, sizeof *v * (d->n_src + 1));
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    d->src = v;
+    struct run_src *r = run_src_open(s, &rc, msg, sizeof msg);
+    if (!r) {
+        snprintf(err, errlen, "%s%s", where, msg);
+        return rc;
+    }
+    rc = pipeline_add_source(d->pl, &r->src, msg, sizeof msg);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s%s", where, msg);
+        run_src_free(r);
+        return rc;
+    }
+    r->added = true;
+    d->src[d->n_src++] = r;
+    r->src.ops->info(&r->src, msg, sizeof msg);
+    log_info("source %s", msg);
+    if (start) {
+        rc = r->src.ops->start(&r->src);
+        if (rc < 0) {
+            snprintf(err, errlen, "%s%s: cannot start: %s", where,
+                     s->type == CFG_FILE ? s->path : s->device, strerror(-rc));
+            /* Its streams must end before it can go. */
+            bool *gone = calloc(d->n_src, sizeof *gone);
+            if (gone) {
+                gone[d->n_src - 1] = true;
+                retire_sources(d, gone);
+                free(gone);
+            }
+            return rc;
+        }
+        r->started = true;
+    }
+    return 0;
+}
+
+/* Open a file stream once, as a reload or --check would run it, and close
+ * it: the file exists, is audio and gives at least one window.  Fills
+ * names (the streams it makes) when not NULL. */
+static int probe_file(const struct cfg *c, const struct cfg_stream *s, double model_rate,
+                      char *info, size_t infolen, char *err, size_t errlen)
+{
+    char where[PATH_MAX + 200], msg[1024];
+    struct source tmp = { .cfg = s };
+    int rc;
+
+    stream_where(c, s, where, sizeof where);
+    rc = source_file_ops.open(&tmp, msg, sizeof msg);
+    if (rc == 0) {
+        rc = pipeline_check_source(model_rate, &tmp, msg, sizeof msg);
+        if (info)
+            source_file_ops.info(&tmp, info, infolen);
+        source_file_ops.close(&tmp);
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "%s%s", where, msg);
+    return rc;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Settings a reload cannot change (the socket, the worker pool): say so. */
+static void warn_fixed(const struct cfg *run, const struct cfg *nc)
+{
+    bool ep = run->n_endpoints != nc->n_endpoints;
+    for (unsigned i = 0; !ep && i < nc->n_endpoints; i++)
+        ep = !str_same(run->endpoints[i], nc->endpoints[i]);
+    if (ep)
+        log_warn("reload: publish.endpoints changed: takes effect when tridentd restarts");
+    if (run->hwm != nc->hwm)
+        log_warn("reload: publish.hwm changed: takes effect when tridentd restarts");
+    if (run->to_stdout != nc->to_stdout)
+        log_warn("reload: publish.stdout changed: takes effect when tridentd restarts");
+    if (run->stats_interval != nc->stats_interval)
+        log_warn("reload: publish.stats_interval changed: takes effect when tridentd restarts");
+    if (run->workers != nc->workers)
+        log_warn("reload: workers changed: takes effect when tridentd restarts");
+}
+
+enum fate { KEEP, REMOVE, RESTART };
+
+/* SIGHUP: see the top of the file. */
+static void reload(struct daemon *d)
+{
+    char err[1536] = "", msg[1024];
+    struct cfg nc = { 0 };
+    net_model *nm = NULL;
+    enum fate *fate = NULL;
+    bool *gone = NULL, *fresh = NULL;
+    unsigned n_rm = 0, n_re = 0, n_fail = 0;
+    int rc;
+
+    notify_reloading();
+    log_info("SIGHUP: reloading %s", d->config);
+    d->note[0] = '\0';
+
+    /* 1. Validate everything; nothing running changes yet. */
+    rc = cfg_load(d->config, &nc, err, sizeof err);
+    if (rc == 0 && (rc = cfg_apply_cli(&nc, &d->args->cli, msg, sizeof msg)) < 0)
+        snprintf(err, sizeof err, "%s (from the command line)", msg);
+    if (rc == 0 && (rc = net_load(nc.model, &nm, err, sizeof err)) < 0)
+        nm = NULL;
+    const net_model *cur = pipeline_model(d->pl);
+    if (rc == 0 && net_sample_rate(nm) != net_sample_rate(cur)) {
+        snprintf(err, sizeof err, "%s: sample rate %g Hz differs from the running model's "
+                 "%g Hz (0: none): restart tridentd to change it", net_path(nm),
+                 net_sample_rate(nm), net_sample_rate(cur));
+        rc = -EINVAL;
+    }
+    if (rc == 0 && strcmp(net_digest(nm), net_digest(cur)) == 0) {
+        net_destroy(nm);        /* the same model: nothing to switch */
+        nm = NULL;
+    }
+    if (rc == 0) {
+        fate = calloc(d->n_src + 1, sizeof *fate);
+        gone = calloc(d->n_src + 1, sizeof *gone);
+        fresh = calloc(nc.n_streams + 1, sizeof *fresh);
+        if (!fate || !gone || !fresh) {
+            snprintf(err, sizeof err, "out of memory");
+            rc = -ENOMEM;
+        }
+    }
+    if (rc == 0) {
+        for (unsigned i = 0; i < d->n_src; i++) {
+            const struct cfg_stream *old = d->src[i]->src.cfg;
+            int j = cfg_find_stream(&nc, old->name);
+            fate[i] = j < 0 ? REMOVE : cfg_stream_equal(old, &nc.streams[j]) ? KEEP : RESTART;
+            gone[i] = fate[i] != KEEP;
+            if (j >= 0 && fate[i] == RESTART)
+                fresh[j] = true;
+        }
+        for (unsigned j = 0; j < nc.n_streams; j++) {
+            bool known = false;
+            for (unsigned i = 0; i < d->n_src && !known; i++)
+                known = strcmp(d->src[i]->src.cfg->name, nc.streams[j].name) == 0;
+            if (!known)
+                fresh[j] = true;
+        }
+        /* Files are opened once now, so that a missing or bad one refuses
+         * the whole reload.  ALSA devices are opened only when the stream
+         * starts: a changed stream's device is still held by its old self. */
+        for (unsigned j = 0; j < nc.n_streams && rc == 0; j++)
+            if (fresh[j] && nc.streams[j].type == CFG_FILE)
+                rc = probe_file(&nc, &nc.streams[j], net_sample_rate(cur), NULL, 0,
+                                err, sizeof err);
+    }
+    if (rc < 0) {
+        log_err("reload refused, running on as before: %s", err);
+        snprintf(d->note, sizeof d->note, "reload failed: %s", err);
+        goto out;
+    }
+
+    /* 2. Commit.  The model first: from the next window on. */
+    warn_fixed(d->cfg, &nc);
+    if (nm) {
+        const char *old_digest = net_digest(cur);
+        log_model(nm);
+        log_info("model %s replaces %s from the next window on", net_digest(nm), old_digest);
+        rc = pipeline_set_model(d->pl, nm, err, sizeof err);
+        if (rc < 0) {
+            log_err("reload refused, running on as before: %s", err);
+            snprintf(d->note, sizeof d->note, "reload failed: %s", err);
+            goto out;
+        }
+        nm = NULL;              /* the pipeline's now */
+    }
+    for (unsigned i = 0; i < d->n_src; i++) {
+        if (fate[i] == REMOVE) {
+            log_info("stream \"%s\": removed from the configuration: stopping",
+                     d->src[i]->src.cfg->name);
+            n_rm++;
+        } else if (fate[i] == RESTART) {
+            log_info("stream \"%s\": changed: restarting", d->src[i]->src.cfg->name);
+            n_re++;
+        }
+    }
+    if (!retire_sources(d, gone))
+        goto out;               /* a stop signal: the shutdown takes over */
+    for (unsigned j = 0; j < nc.n_streams; j++) {
+        if (!fresh[j])
+            continue;
+        rc = add_stream(d, &nc, &nc.streams[j], true, err, sizeof err);
+        if (rc < 0) {
+            log_err("reload: %s", err);
+            snprintf(d->note, sizeof d->note, "reload: %s", err);
+            n_fail++;
+        }
+    }
+    unsigned n_fresh = 0;
+    for (unsigned j = 0; j < nc.n_streams; j++)
+        n_fresh += fresh[j];
+    log_info("reload done: %u source%s running (%u added, %u restarted, %u removed, "
+             "%u failed to start), model %s", d->n_src, d->n_src == 1 ? "" : "s",
+             n_fresh - n_re, n_re, n_rm, n_fail, net_digest(pipeline_model(d->pl)));
+    if (!n_fail)
+        snprintf(d->note, sizeof d->note, "reloaded");
+out:
+    net_destroy(nm);
+    cfg_free(&nc);
+    free(fate);
+    free(gone);
+    free(fresh);
+    notify_ready();
+    send_status(d);
+}
+
+/* ---- --check -------------------------------------------------------------- */
+
+/* Validate the configuration (already loaded), the model and each stream's
+ * source, print a summary.  ALSA devices are described, not opened: opening
+ * one would need the hardware, and the running daemon holds it. */
+static int check(const struct cfg *c)
+{
+    char err[1536], info[1600];
+    net_model *m = NULL;
+    int rc;
+
+    rc = net_load(c->model, &m, err, sizeof err);
+    if (rc < 0) {
+        log_err("%s", err);
+        return cfg_status(rc);
+    }
+    cfg_print_summary(c, stdout);
+    describe_model(m, info, sizeof info);
+    printf("%s\n", info);
+    for (unsigned i = 0; i < c->n_streams; i++) {
+        const struct cfg_stream *s = &c->streams[i];
+        if (s->type == CFG_FILE) {
+            rc = probe_file(c, s, net_sample_rate(m), info, sizeof info, err, sizeof err);
+            if (rc < 0) {
+                log_err("%s", err);
+                net_destroy(m);
+                return cfg_status(rc);
+            }
+            printf("  %s: %s\n", s->name, info);
+        } else {
+            printf("  %s: ALSA device \"%s\" not opened by --check (opened when the "
+                   "stream starts)\n", s->name, s->device);
+        }
+    }
+    net_destroy(m);
+    printf("configuration OK\n");
+    return EX_OK_;
 }
 
 /* ---- main --------------------------------------------------------------------- */
@@ -389,13 +868,10 @@ int main(int argc, char **argv)
 {
     struct args args = { 0 };
     struct cfg cfg = { 0 };
+    struct daemon d = { .args = &args, .cfg = &cfg };
     net_model *model = NULL;
-    pipeline *pl = NULL;
-    publisher *pub = NULL;
-    struct source *src = NULL;
-    unsigned n_open = 0, n_started = 0;
     bool pl_started = false;
-    char err[1024] = "";
+    char err[1536] = "";
     int rc, status = EX_OK_;
 
     /* log */
@@ -404,6 +880,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     block_signals(true);
 
@@ -417,81 +894,77 @@ int main(int argc, char **argv)
             log_err("out of memory");
         goto out_cfg;
     }
+    if (args.check) {
+        status = check(&cfg);
+        goto out_cfg;
+    }
+    d.config = args.replay ? NULL : cfg.file;
 
     /* model */
     rc = net_load(cfg.model, &model, err, sizeof err);
     if (rc < 0) {
         log_err("%s", err);
-        status = input_status(rc);
+        status = args.replay ? input_status(rc) : cfg_status(rc);
         goto out_cfg;
     }
     log_model(model);
 
-    /* workers and queues */
+    /* workers and queues (the pipeline owns the model from here on) */
     struct pipeline_opts po = { .workers = cfg.workers, .stats_interval = cfg.stats_interval };
-    rc = pipeline_create(model, &po, &pl, err, sizeof err);
+    rc = pipeline_create(model, &po, &d.pl, err, sizeof err);
     if (rc < 0) {
         log_err("%s", err);
-        status = EX_OSERR_;
+        status = rc == -EINVAL ? EX_USAGE_ : EX_OSERR_;
         goto out_model;
     }
+    model = NULL;
 
     /* publisher */
     struct publish_opts pubo = {
         .endpoints = cfg.endpoints, .n_endpoints = cfg.n_endpoints,
         .hwm = cfg.hwm, .to_stdout = cfg.to_stdout,
     };
-    rc = publish_create(&pubo, &pub, err, sizeof err);
+    rc = publish_create(&pubo, &d.pub, err, sizeof err);
     if (rc < 0) {
         log_err("%s", err);
         status = rc == -ENOMEM ? EX_OSERR_ : EX_UNAVAILABLE_;
         goto out_pipeline;
     }
-    publish_set_abort(pub, &abort_flag);
+    publish_set_abort(d.pub, &abort_flag);
     for (unsigned i = 0; i < cfg.n_endpoints; i++)
-        log_info("publishing on %s", publish_endpoint(pub, i));
+        log_info("publishing on %s", publish_endpoint(d.pub, i));
     if (cfg.to_stdout)
         log_info("publishing on standard output");
 
     /* sources */
-    src = calloc(cfg.n_streams, sizeof *src);
-    if (!src) {
-        log_err("out of memory");
-        status = EX_OSERR_;
-        goto out_publisher;
-    }
     for (unsigned i = 0; i < cfg.n_streams; i++) {
-        struct source *s = &src[i];
-        s->cfg = &cfg.streams[i];
-        s->ops = cfg.streams[i].type == CFG_FILE ? &source_file_ops : &source_alsa_ops;
-        rc = s->ops->open(s, err, sizeof err);
+        const struct cfg_stream *s = &cfg.streams[i];
+        rc = add_stream(&d, &cfg, s, false, err, sizeof err);
         if (rc < 0) {
             log_err("%s", err);
-            status = input_status(rc);
+            if (rc == -ENOMEM)
+                status = EX_OSERR_;
+            else if (args.replay)
+                status = rc == -EEXIST ? EX_USAGE_ : input_status(rc);
+            else if (s->type == CFG_ALSA && rc != -EINVAL && rc != -EOPNOTSUPP && rc != -EEXIST)
+                status = EX_UNAVAILABLE_;   /* device not there (yet): worth a restart */
+            else
+                status = EX_CONFIG_;
             goto out_sources;
         }
-        n_open++;
-        rc = pipeline_add_source(pl, s, err, sizeof err);
-        if (rc < 0) {
-            log_err("%s", err);
-            status = rc == -EEXIST ? EX_USAGE_ : rc == -ENOMEM ? EX_OSERR_ : EX_DATAERR_;
-            goto out_sources;
-        }
-        s->ops->info(s, err, sizeof err);
-        log_info("source %s", err);
     }
-    for (unsigned i = 0; i < pipeline_streams(pl); i++) {
-        pipeline_stream_info(pl, i, err, sizeof err);
+    for (unsigned i = 0; i < pipeline_streams(d.pl); i++) {
+        pipeline_stream_info(d.pl, i, err, sizeof err);
         log_info("%s", err);
     }
-    log_info("%u workers", pipeline_workers(pl));
+    log_info("%u workers", pipeline_workers(d.pl));
 
     /* Subscribers: the only wait a signal must be able to cut short. */
     if (cfg.wait_subscribers) {
         log_info("waiting for %u subscriber%s", cfg.wait_subscribers,
                  cfg.wait_subscribers == 1 ? "" : "s");
         block_signals(false);
-        rc = publish_wait_subscribers(pub, cfg.wait_subscribers, &stop_flag);
+        rc = publish_wait_subscribers(d.pub, cfg.wait_subscribers, &stop_flag);
         block_signals(true);
         if (rc < 0 || stop_flag) {
             log_info("stopped before the start");
@@ -500,49 +973,68 @@ int main(int argc, char **argv)
     }
 
     /* run */
-    rc = pipeline_start(pl, pub);
+    rc = pipeline_start(d.pl, d.pub);
     if (rc < 0) {
         log_err("cannot start the pipeline: %s", strerror(-rc));
         status = EX_OSERR_;
         goto out_sources;
     }
     pl_started = true;
-    for (unsigned i = 0; i < cfg.n_streams; i++) {
-        rc = src[i].ops->start(&src[i]);
+    for (unsigned i = 0; i < d.n_src; i++) {
+        struct run_src *r = d.src[i];
+        rc = r->src.ops->start(&r->src);
         if (rc < 0) {
-            log_err("%s: cannot start: %s", cfg.streams[i].path, strerror(-rc));
+            log_err("%s: cannot start: %s", r->src.cfg->type == CFG_FILE ? r->src.cfg->path
+                    : r->src.cfg->device, strerror(-rc));
             status = EX_OSERR_;
             goto out_run;
         }
-        n_started++;
+        r->started = true;
     }
+    if (args.replay)
+        pipeline_seal(d.pl);    /* --replay ends when its files do */
+    notify_wd_init(&d.wd, notify_watchdog_usec(), notify_now_us());
+    d.status_us = notify_now_us();
+    notify_ready();
+    send_status(&d);
+    if (d.wd.period_us)
+        log_info("watchdog: %" PRIu64 " ms", d.wd.period_us / 1000);
+
     /* From here on the main thread takes the signals; every other thread
      * was created with them blocked.  They stay unblocked through the drain
      * below, so that a second one can abort it. */
     block_signals(false);
-    while (!stop_flag && !pipeline_finished(pl)) {
-        struct timespec ts = { 0, 20 * 1000 * 1000 };
-        nanosleep(&ts, NULL);
+    while (!stop_flag && !(args.replay && pipeline_finished(d.pl))) {
+        sleep_tick();
+        if (hup_flag) {
+            hup_flag = 0;
+            if (d.config)
+                reload(&d);
+            else
+                log_info("SIGHUP: nothing to reload with --replay");
+        }
+        tick(&d);
     }
     if (stop_flag)
         log_info("signal: stopping the sources, publishing what they read");
 
 out_run:
-    for (unsigned i = n_started; i-- > 0;)
-        src[i].ops->stop(&src[i]);
-    /* A source that never started still has to end its streams. */
-    for (unsigned i = n_started; i < n_open; i++)
-        src[i].ops->stop(&src[i]);
+    notify_stopping();
+    /* A source that never started still has to end its streams: stop
+     * every one. */
+    for (unsigned i = d.n_src; i-- > 0;) {
+        d.src[i]->src.ops->stop(&d.src[i]->src);
+        d.src[i]->started = false;
+    }
     if (pl_started)
-        pipeline_join(pl);
+        pipeline_join(d.pl);
 out_sources:
-    for (unsigned i = n_open; i-- > 0;)
-        src[i].ops->close(&src[i]);
-    free(src);
-out_publisher:
-    publish_destroy(pub);
+    for (unsigned i = d.n_src; i-- > 0;)
+        run_src_free(d.src[i]);
+    free(d.src);
+    publish_destroy(d.pub);
 out_pipeline:
-    pipeline_destroy(pl);
+    pipeline_destroy(d.pl);
 out_model:
     net_destroy(model);
 out_cfg:

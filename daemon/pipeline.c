@@ -1,20 +1,32 @@
 /* pipeline.c — the windower, the worker pool and the publisher thread.
  *
- * DESIGN (see pipeline.h for the picture and the job-slot circle).
+ * DESIGN (see pipeline.h for the picture, the job-slot circle and reload).
  *
- * Windower: one thread visits every stream in turn, takes at most RS_CHUNK
- * samples from its ring (zero copy: the ring's segments are read in place
- * and committed afterwards), resamples them to the model's rate when the
- * stream's rate differs (libsoxr through rs_*), and cuts NET_WIN windows every
- * hop straight into the next free job slot.  A window carries its stream,
- * seq (from 0 per stream), sample (index of its first sample after
+ * Windower: one thread visits every live stream in turn, takes at most
+ * RS_CHUNK samples from its ring (zero copy: the ring's segments are read in
+ * place and committed afterwards), resamples them to the model's rate when
+ * the stream's rate differs (libsoxr through rs_*), and cuts NET_WIN windows
+ * every hop straight into the next free job slot.  A window carries its
+ * stream, seq (from 0 per stream), sample (index of its first sample after
  * resampling), t (stream_time() of that sample mapped back to the input
- * rate: the source's clock is in input samples) and gap (the stream's
- * dropped counter grew since its previous window).  When a visit finds
- * nothing anywhere it sleeps on the sources' semaphore (bounded).  A stream
- * whose ring is empty after its eof was seen is flushed (the resampler's
- * tail) and ends; when every stream has ended the windower says so and
- * leaves.
+ * rate: the source's clock is in input samples), gap (source.h: the window
+ * holds the first sample after a loss) and, stamped on submission, the
+ * model that will classify it.  When a visit finds nothing anywhere it
+ * sleeps on the sources' semaphore (bounded).  A stream whose ring is empty
+ * after its eof was seen is flushed (the resampler's tail) and ends.  Once
+ * the pipeline is sealed (no more sources) and every stream has ended the
+ * windower says so and leaves.
+ *
+ * Streams: each pl_stream is allocated on its own and listed in `reg`, which
+ * only the main thread changes (add, release), under mu.  The windower works
+ * on its private copy of the live entries, refreshed when reg_version moves;
+ * it marks a stream ended (under mu, with the slot index it reached), and
+ * the main thread frees the stream only once the publisher's tail has passed
+ * that index: from then on no thread holds a pointer to it.
+ *
+ * Models: struct pl_model is a model with one scratch per worker.  Slots
+ * point at the one that was current when they were submitted; a superseded
+ * one records the head at the switch and is freed once tail reaches it.
  *
  * Synchronisation of the slots: one mutex and three condition variables
  * (work for the workers, done for the publisher, free for the windower).
@@ -25,8 +37,8 @@
  *
  * Publisher thread: sends slot `tail` once done, accounts latency into
  * fixed histograms (the interval's and each stream's), and every
- * stats_interval seconds formats a "_stats" object into a buffer sized at
- * start-up.
+ * stats_interval seconds formats a "_stats" object into a buffer that grows
+ * only when streams were added.
  */
 #include "pipeline.h"
 
@@ -49,22 +61,37 @@
 
 #define TICK_NS     200000000L       /* bound on every wait, 200 ms */
 #define IDLE_NS     20000000L        /* windower sleep when all rings are empty */
+/* Slots hold logits and probs for any model a reload may bring. */
+#define SLOT_CLASSES (((size_t)NET_MAX_CLASSES + 15) & ~(size_t)15)
+
+struct pl_model {
+    net_model        *m;
+    net_scratch     **scratch;        /* one per worker */
+    int               n_classes;
+    enum norm_kind    norm;
+    uint64_t          end;            /* under mu: superseded at this head */
+    struct pl_model  *next;           /* under mu: the retired list */
+};
+
+struct pl_stream;
 
 struct slot {
-    float   *x;                      /* NET_WIN samples, normalised in place */
-    float   *logits;                 /* n_classes */
-    float   *probs;                  /* n_classes */
-    unsigned stream;
-    uint64_t seq, sample;
-    double   t;
-    bool     gap;
-    int      cls;
-    int64_t  taken_ns;               /* CLOCK_MONOTONIC: last sample out of the ring */
-    bool     done;                   /* under mu */
+    float            *x;              /* NET_WIN samples, normalised in place */
+    float            *logits;         /* SLOT_CLASSES */
+    float            *probs;          /* SLOT_CLASSES */
+    struct pl_stream *ps;
+    struct pl_model  *model;          /* stamped under mu on submission */
+    uint64_t          seq, sample;
+    double            t;
+    bool              gap;
+    int               cls;
+    int64_t           taken_ns;       /* CLOCK_MONOTONIC: last sample out of the ring */
+    bool              done;           /* under mu */
 };
 
 struct pl_stream {
     struct stream   *st;
+    struct source   *src;
     const char      *path;           /* the file, for messages; may be NULL */
     double           in_rate, out_rate;
     resampler       *rs;             /* NULL: no resampling */
@@ -74,26 +101,33 @@ struct pl_stream {
     _Atomic uint64_t popped;         /* samples taken out of the ring (windower) */
     /* windower thread */
     uint64_t         last_dropped;
+    bool             drained;
+    /* under mu */
     bool             ended;
-    /* publisher thread */
+    uint64_t         end_head;       /* head when it ended: its windows are below */
+    /* publisher thread (others read them once the stream is released) */
     uint64_t         published;
     struct stats_hist lat;
 };
 
 struct pipeline {
-    const net_model  *m;
-    int               n_classes;
-    enum norm_kind    norm;
     double            model_rate;
     double            stats_interval;
+    int64_t           stall_after;    /* test-only fault hook; -1: off */
 
-    struct pl_stream *streams;
-    unsigned          n_streams;
+    /* main thread changes these (under mu); others read under mu */
+    struct pl_stream **reg;
+    unsigned          n_reg;
+    uint64_t          reg_version;
+    struct pl_model  *cur;            /* under mu (main reads it freely) */
+    struct pl_model  *retired;        /* under mu */
+    bool              sealed;         /* under mu */
+
+    struct pl_stream **wlist;         /* windower: its live streams */
     sem_t             wake;
     bool              wake_ok;
 
     unsigned          n_workers;
-    net_scratch     **scratch;
     pthread_t        *worker_tid;
     unsigned          workers_started;
     pthread_t         windower_tid, publisher_tid;
@@ -137,9 +171,57 @@ static void cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t dea
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+/* ---- models ----------------------------------------------------------------- */
+
+static void model_destroy(struct pl_model *g, unsigned n_workers, bool with_model)
+{
+    if (!g)
+        return;
+    if (g->scratch)
+        for (unsigned i = 0; i < n_workers; i++)
+            net_scratch_destroy(g->scratch[i]);
+    free(g->scratch);
+    if (with_model)
+        net_destroy(g->m);
+    free(g);
+}
+
+static struct pl_model *model_create(net_model *m, unsigned n_workers)
+{
+    struct pl_model *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->m = m;
+    g->n_classes = net_classes(m);
+    g->norm = net_normalize(m);
+    g->end = UINT64_MAX;
+    g->scratch = calloc(n_workers, sizeof *g->scratch);
+    if (!g->scratch)
+        goto fail;
+    for (unsigned i = 0; i < n_workers; i++)
+        if (!(g->scratch[i] = net_scratch_create(m)))
+            goto fail;
+    return g;
+fail:
+    model_destroy(g, n_workers, false);
+    return NULL;
+}
+
 /* ---- creation --------------------------------------------------------------- */
 
-int pipeline_create(const net_model *m, const struct pipeline_opts *o,
+static void stream_free(struct pl_stream *ps)
+{
+    if (!ps)
+        return;
+    if (ps->rs)
+        rs_destroy(ps->rs);
+    if (ps->win)
+        win_destroy(ps->win);
+    free(ps->rsbuf);
+    free(ps);
+}
+
+int pipeline_create(net_model *m, const struct pipeline_opts *o,
                     pipeline **out, char *err, size_t errlen)
 {
     pipeline *p = calloc(1, sizeof *p);
@@ -149,13 +231,26 @@ int pipeline_create(const net_model *m, const struct pipeline_opts *o,
     *out = NULL;
     if (!p)
         goto nomem;
-    p->m = m;
-    p->n_classes = net_classes(m);
-    p->norm = net_normalize(m);
     p->model_rate = net_sample_rate(m);
     p->stats_interval = o->stats_interval;
+    p->stall_after = -1;
     atomic_init(&p->finished, false);
     atomic_init(&p->published, 0);
+
+    /* Test-only fault hook (pipeline.h). */
+    const char *stall = getenv("TRIDENT_TEST_STALL_AFTER");
+    if (stall && *stall) {
+        char *end;
+        long long v = strtoll(stall, &end, 10);
+        if (*end || v < 0) {
+            snprintf(err, errlen, "TRIDENT_TEST_STALL_AFTER=\"%s\": not a window count", stall);
+            free(p);
+            return -EINVAL;
+        }
+        p->stall_after = v;
+        log_warn("TRIDENT_TEST_STALL_AFTER=%lld: test fault hook, the workers stall "
+                 "after %lld windows", v, v);
+    }
 
     ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     p->n_workers = o->workers ? o->workers : (ncpu > 0 ? (unsigned)ncpu : 1);
@@ -168,25 +263,23 @@ int pipeline_create(const net_model *m, const struct pipeline_opts *o,
     pthread_cond_init(&p->cv_free, &ca);
     pthread_condattr_destroy(&ca);
     if (sem_init(&p->wake, 0, 0) < 0) {
-        snprintf(err, errlen, "pipeline: sem_init: %s", strerror(errno));
+        int e = errno;
+        snprintf(err, errlen, "pipeline: sem_init: %s", strerror(e));
         pipeline_destroy(p);
-        return -errno;
+        return -e;
     }
     p->wake_ok = true;
 
-    p->scratch = calloc(p->n_workers, sizeof *p->scratch);
+    p->reg = calloc(PIPELINE_MAX_STREAMS, sizeof *p->reg);
+    p->wlist = calloc(PIPELINE_MAX_STREAMS, sizeof *p->wlist);
     p->worker_tid = calloc(p->n_workers, sizeof *p->worker_tid);
-    if (!p->scratch || !p->worker_tid)
+    if (!p->reg || !p->wlist || !p->worker_tid)
         goto nomem;
-    for (unsigned i = 0; i < p->n_workers; i++)
-        if (!(p->scratch[i] = net_scratch_create(m)))
-            goto nomem;
 
     /* Enough slots to keep every worker busy while the publisher waits for
      * the oldest one, and a little more for the windower to run ahead. */
     p->n_slots = 4 * p->n_workers + 8;
-    size_t nc = ((size_t)p->n_classes + 15) & ~(size_t)15;   /* 64-byte multiples */
-    size_t per = NET_WIN + 2 * nc;
+    size_t per = NET_WIN + 2 * SLOT_CLASSES;
     p->slots = calloc(p->n_slots, sizeof *p->slots);
     p->slot_mem = aligned_alloc(64, sizeof(float) * per * p->n_slots);
     if (!p->slots || !p->slot_mem)
@@ -196,9 +289,12 @@ int pipeline_create(const net_model *m, const struct pipeline_opts *o,
         float *b = p->slot_mem + per * i;
         p->slots[i].x = b;
         p->slots[i].logits = b + NET_WIN;
-        p->slots[i].probs = b + NET_WIN + nc;
+        p->slots[i].probs = b + NET_WIN + SLOT_CLASSES;
     }
     stats_hist_reset(&p->lat_interval);
+    /* Last: from here on the pipeline owns m. */
+    if (!(p->cur = model_create(m, p->n_workers)))
+        goto nomem;
     *out = p;
     return 0;
 nomem:
@@ -207,49 +303,63 @@ nomem:
     return -ENOMEM;
 }
 
-int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
+int pipeline_check_source(double model_rate, const struct source *s, char *err, size_t errlen)
 {
     const char *path = (s->cfg && s->cfg->type == CFG_FILE) ? s->cfg->path : NULL;
 
+    /* A file too short for one window at the model's rate gives nothing. */
+    if (!s->frames || !s->n_streams)
+        return 0;
+    double in_rate = s->streams[0].rate;
+    double out_rate = model_rate > 0 ? model_rate : in_rate;
+    uint64_t len = in_rate == out_rate ? s->frames : rs_out_len(in_rate, out_rate, s->frames);
+    if (len >= NET_WIN)
+        return 0;
+    if (in_rate == out_rate)
+        snprintf(err, errlen, "%s: too short: %" PRIu64 " samples, fewer than one "
+                 "%d-sample window", path ? path : s->streams[0].name, s->frames, NET_WIN);
+    else
+        snprintf(err, errlen, "%s: too short: %" PRIu64 " samples at %g Hz make %" PRIu64
+                 " at the model's %g Hz, fewer than one %d-sample window",
+                 path ? path : s->streams[0].name, s->frames, in_rate, len, out_rate, NET_WIN);
+    return -ENODATA;
+}
+
+int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
+{
+    const char *path = (s->cfg && s->cfg->type == CFG_FILE) ? s->cfg->path : NULL;
+    struct pl_stream *made[s->n_streams ? s->n_streams : 1];
+    unsigned n_made = 0;
+    int rc;
+
+    /* reg changes only in this (the main) thread: reading it needs no lock. */
     for (unsigned i = 0; i < s->n_streams; i++) {
         struct stream *st = &s->streams[i];
-        for (unsigned j = 0; j < p->n_streams; j++)
-            if (strcmp(p->streams[j].st->name, st->name) == 0) {
+        for (unsigned j = 0; j < p->n_reg; j++)
+            if (strcmp(p->reg[j]->st->name, st->name) == 0) {
                 snprintf(err, errlen, "%s%sstream name \"%s\" is used twice (also by %s): "
                          "streams need unique names", path ? path : "", path ? ": " : "",
-                         st->name, p->streams[j].path ? p->streams[j].path : "another source");
+                         st->name, p->reg[j]->path ? p->reg[j]->path : "another source");
                 return -EEXIST;
             }
     }
-    /* A file too short for one window at the model's rate gives nothing. */
-    double out_rate = p->model_rate > 0 ? p->model_rate : s->streams[0].rate;
-    if (s->frames && s->n_streams) {
-        double in_rate = s->streams[0].rate;
-        uint64_t len = in_rate == out_rate ? s->frames
-                                           : rs_out_len(in_rate, out_rate, s->frames);
-        if (len < NET_WIN) {
-            if (in_rate == out_rate)
-                snprintf(err, errlen, "%s: too short: %" PRIu64 " samples, fewer than one "
-                         "%d-sample window", path ? path : s->streams[0].name, s->frames, NET_WIN);
-            else
-                snprintf(err, errlen, "%s: too short: %" PRIu64 " samples at %g Hz make %" PRIu64
-                         " at the model's %g Hz, fewer than one %d-sample window",
-                         path ? path : s->streams[0].name, s->frames, in_rate, len, out_rate,
-                         NET_WIN);
-            return -ENODATA;
-        }
+    if ((rc = pipeline_check_source(p->model_rate, s, err, errlen)) < 0)
+        return rc;
+    if (p->n_reg + s->n_streams > PIPELINE_MAX_STREAMS) {
+        snprintf(err, errlen, "%s%stoo many streams (at most %d)", path ? path : "",
+                 path ? ": " : "", PIPELINE_MAX_STREAMS);
+        return -ENOSPC;
     }
 
-    struct pl_stream *ns = realloc(p->streams, sizeof *ns * (p->n_streams + s->n_streams));
-    if (!ns)
-        goto nomem;
-    p->streams = ns;
     for (unsigned i = 0; i < s->n_streams; i++) {
         struct stream *st = &s->streams[i];
-        struct pl_stream *ps = &p->streams[p->n_streams];
-        memset(ps, 0, sizeof *ps);
+        struct pl_stream *ps = calloc(1, sizeof *ps);
+        if (!ps)
+            goto nomem;
+        made[n_made++] = ps;
         atomic_init(&ps->popped, 0);
         ps->st = st;
+        ps->src = s;
         ps->path = path;
         ps->in_rate = st->rate;
         ps->out_rate = p->model_rate > 0 ? p->model_rate : st->rate;
@@ -260,23 +370,132 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
             if (!ps->rs) {
                 snprintf(err, errlen, "stream %s: resampler %g -> %g Hz: %s", st->name,
                          ps->in_rate, ps->out_rate, rerr);
-                return -EINVAL;
+                rc = -EINVAL;
+                goto fail;
             }
             /* resample.h: soxr's output per call is bursty, up to ~1.5x the
              * average; 2x + 64 never holds anything back. */
             ps->rscap = (size_t)ceil(2.0 * RS_CHUNK * ps->out_rate / ps->in_rate) + 64;
-            ps->rsbuf = malloc(sizeof(float) * ps->rscap);
+            if (!(ps->rsbuf = malloc(sizeof(float) * ps->rscap)))
+                goto nomem;
         }
-        ps->win = win_create(NET_WIN, st->hop);
-        p->n_streams++;          /* from here pipeline_destroy releases it */
-        if (!ps->win || (ps->rs && !ps->rsbuf))
+        if (!(ps->win = win_create(NET_WIN, st->hop)))
             goto nomem;
     }
     s->wake = &p->wake;
+    pthread_mutex_lock(&p->mu);
+    for (unsigned i = 0; i < n_made; i++)
+        p->reg[p->n_reg++] = made[i];
+    p->reg_version++;
+    pthread_mutex_unlock(&p->mu);
+    sem_post(&p->wake);
     return 0;
 nomem:
     snprintf(err, errlen, "pipeline: out of memory");
-    return -ENOMEM;
+    rc = -ENOMEM;
+fail:
+    for (unsigned i = 0; i < n_made; i++)
+        stream_free(made[i]);
+    return rc;
+}
+
+static void stream_summary(const struct pl_stream *ps)
+{
+    log_info("stream %s: %" PRIu64 " windows, %" PRIu64 " samples, %" PRIu64
+             " dropped, %" PRIu64 " xruns, latency p50 %" PRIu64 " us, p99 %" PRIu64
+             " us, max %" PRIu64 " us",
+             ps->st->name, ps->published,
+             atomic_load(&ps->st->written), atomic_load(&ps->st->dropped),
+             atomic_load(&ps->st->xruns), stats_hist_pct(&ps->lat, 0.5),
+             stats_hist_pct(&ps->lat, 0.99), ps->lat.max);
+}
+
+int pipeline_release_source(pipeline *p, struct source *s)
+{
+    struct pl_stream *gone[PIPELINE_MAX_STREAMS];
+    unsigned n_gone = 0, k = 0;
+
+    pthread_mutex_lock(&p->mu);
+    for (unsigned i = 0; i < p->n_reg; i++) {
+        struct pl_stream *ps = p->reg[i];
+        if (ps->src == s && !(ps->ended && p->tail >= ps->end_head)) {
+            pthread_mutex_unlock(&p->mu);
+            return -EBUSY;
+        }
+    }
+    for (unsigned i = 0; i < p->n_reg; i++) {
+        if (p->reg[i]->src == s)
+            gone[n_gone++] = p->reg[i];
+        else
+            p->reg[k++] = p->reg[i];
+    }
+    p->n_reg = k;
+    p->reg_version++;
+    pthread_mutex_unlock(&p->mu);
+    /* The windower dropped them when they ended, the publisher is past
+     * their last slot: nobody else holds these pointers. */
+    for (unsigned i = 0; i < n_gone; i++) {
+        stream_summary(gone[i]);
+        stream_free(gone[i]);
+    }
+    s->wake = NULL;
+    return 0;
+}
+
+int pipeline_set_model(pipeline *p, net_model *m, char *err, size_t errlen)
+{
+    double rate = net_sample_rate(m);
+    if (rate != p->model_rate) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, rate > 0 ? "%g Hz" : "none", rate);
+        snprintf(b, sizeof b, p->model_rate > 0 ? "%g Hz" : "none", p->model_rate);
+        snprintf(err, errlen, "%s: sample rate %s differs from the running model's %s "
+                 "(the streams' windows are cut at that rate): restart tridentd to change it",
+                 net_path(m), a, b);
+        return -EINVAL;
+    }
+    struct pl_model *g = model_create(m, p->n_workers);
+    if (!g) {
+        snprintf(err, errlen, "%s: out of memory for the workers' scratch", net_path(m));
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&p->mu);
+    struct pl_model *old = p->cur;
+    old->end = p->head;            /* slots [.., head) may still use it */
+    old->next = p->retired;
+    p->retired = old;
+    p->cur = g;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+const net_model *pipeline_model(const pipeline *p)
+{
+    return p->cur->m;
+}
+
+void pipeline_reap(pipeline *p)
+{
+    struct pl_model *dead = NULL;
+
+    pthread_mutex_lock(&p->mu);
+    for (struct pl_model **pp = &p->retired; *pp;) {
+        struct pl_model *g = *pp;
+        if (g->end <= p->tail) {
+            *pp = g->next;
+            g->next = dead;
+            dead = g;
+        } else {
+            pp = &g->next;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    while (dead) {
+        struct pl_model *g = dead;
+        dead = g->next;
+        log_info("model %s (%s) no longer used: freed", net_digest(g->m), net_path(g->m));
+        model_destroy(g, p->n_workers, true);
+    }
 }
 
 /* ---- windower ------------------------------------------------------------- */
@@ -294,18 +513,21 @@ static struct slot *slot_free(pipeline *p)
     return sl;
 }
 
-static void slot_submit(pipeline *p)
+/* Hand the filled slot `head` to the workers, stamped with the model that
+ * is current now: a model switch (under the same lock) falls between two
+ * windows, never inside one. */
+static void slot_submit(pipeline *p, struct slot *sl)
 {
     pthread_mutex_lock(&p->mu);
+    sl->model = p->cur;
     p->head++;
     pthread_cond_signal(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
 }
 
 /* Cut every complete window of x[0..n) into slots. */
-static void feed(pipeline *p, unsigned si, const float *x, size_t n, int64_t taken_ns)
+static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, int64_t taken_ns)
 {
-    struct pl_stream *ps = &p->streams[si];
     do {
         size_t k = win_push(ps->win, x, n);
         x += k;
@@ -318,39 +540,49 @@ static void feed(pipeline *p, unsigned si, const float *x, size_t n, int64_t tak
             if (!win_next(ps->win, sl->x, &seq, &start))
                 break;
             /* Map the window's first sample back to the input rate, where
-             * the source's clock counts. */
-            double ipos = ps->rs ? (double)start * ps->in_rate / ps->out_rate : (double)start;
+             * the source's clock and its loss positions count. */
+            double ratio = ps->rs ? ps->in_rate / ps->out_rate : 1.0;
+            double ipos = (double)start * ratio;
             double ifloor = floor(ipos);
+            uint64_t iend = (uint64_t)ceil((double)(start + NET_WIN) * ratio);
+            /* Acquire: a count seen here comes with the source's gap queue
+             * entries and flags (stream_note_drop). */
             uint64_t dropped = atomic_load_explicit(&ps->st->dropped, memory_order_acquire);
-            sl->stream = si;
+            bool gap = stream_gap_before(ps->st, iend);
+            /* A source that only bumps `dropped` (no position): the next
+             * window is the best guess. */
+            if (dropped != ps->last_dropped
+                && !atomic_load_explicit(&ps->st->gap_exact, memory_order_relaxed))
+                gap = true;
+            ps->last_dropped = dropped;
+            sl->ps = ps;
             sl->seq = seq;
             sl->sample = start;
             sl->t = stream_time(ps->st, (uint64_t)ifloor) + (ipos - ifloor) / ps->in_rate;
-            sl->gap = dropped != ps->last_dropped;
-            ps->last_dropped = dropped;
+            sl->gap = gap;
             sl->taken_ns = taken_ns;
             sl->done = false;
-            slot_submit(p);
+            slot_submit(p, sl);
         }
     } while (n > 0);
 }
 
-static void resample_feed(pipeline *p, unsigned si, const float *x, size_t n, int64_t taken_ns)
+static void resample_feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n,
+                          int64_t taken_ns)
 {
-    struct pl_stream *ps = &p->streams[si];
     if (!ps->rs) {
-        feed(p, si, x, n, taken_ns);
+        feed(p, ps, x, n, taken_ns);
         return;
     }
     long k = rs_process(ps->rs, x, n, ps->rsbuf, ps->rscap);
     if (k > 0)
-        feed(p, si, ps->rsbuf, (size_t)k, taken_ns);
+        feed(p, ps, ps->rsbuf, (size_t)k, taken_ns);
 }
 
-/* One visit: true if it took samples. */
-static bool visit(pipeline *p, unsigned si)
+/* One visit: true if it took samples.  Sets ps->drained when the stream
+ * ended (eof seen, ring empty, resampler flushed). */
+static bool visit(pipeline *p, struct pl_stream *ps)
 {
-    struct pl_stream *ps = &p->streams[si];
     struct ring_vec v;
 
     /* Acquire: eof is stored after the last write, so if it is seen here,
@@ -362,9 +594,9 @@ static bool visit(pipeline *p, unsigned si)
             if (ps->rs) {
                 long k;
                 while ((k = rs_flush(ps->rs, ps->rsbuf, ps->rscap)) > 0)
-                    feed(p, si, ps->rsbuf, (size_t)k, mono_ns());
+                    feed(p, ps, ps->rsbuf, (size_t)k, mono_ns());
             }
-            ps->ended = true;
+            ps->drained = true;
         }
         return false;
     }
@@ -372,9 +604,9 @@ static bool visit(pipeline *p, unsigned si)
         n = RS_CHUNK;
     int64_t taken = mono_ns();
     uint32_t n0 = n < v.n[0] ? n : v.n[0];
-    resample_feed(p, si, v.p[0], n0, taken);
+    resample_feed(p, ps, v.p[0], n0, taken);
     if (n > n0)
-        resample_feed(p, si, v.p[1], n - n0, taken);
+        resample_feed(p, ps, v.p[1], n - n0, taken);
     ring_read_commit(ps->st->ring, n);
     atomic_store_explicit(&ps->popped, atomic_load_explicit(&ps->popped, memory_order_relaxed) + n,
                           memory_order_relaxed);
@@ -384,24 +616,47 @@ static bool visit(pipeline *p, unsigned si)
 static void *windower_main(void *arg)
 {
     pipeline *p = arg;
-    unsigned live = p->n_streams;
+    struct pl_stream **w = p->wlist;
+    unsigned wn = 0;
+    uint64_t wver = UINT64_MAX;
 
-    while (live > 0) {
+    for (;;) {
         bool progress = false;
         pthread_mutex_lock(&p->mu);
-        bool ab = p->abort;
-        pthread_mutex_unlock(&p->mu);
-        if (ab)
+        if (p->abort) {
+            pthread_mutex_unlock(&p->mu);
             break;
-        for (unsigned i = 0; i < p->n_streams; i++) {
-            if (p->streams[i].ended)
-                continue;
-            if (visit(p, i))
-                progress = true;
-            else if (p->streams[i].ended)
-                live--;
         }
-        if (!progress && live > 0) {
+        if (p->reg_version != wver) {
+            /* Streams came or went: the live ones, in registration order. */
+            wn = 0;
+            for (unsigned i = 0; i < p->n_reg; i++)
+                if (!p->reg[i]->ended)
+                    w[wn++] = p->reg[i];
+            wver = p->reg_version;
+        }
+        bool sealed = p->sealed;
+        pthread_mutex_unlock(&p->mu);
+        if (wn == 0 && sealed)
+            break;
+        for (unsigned i = 0; i < wn;) {
+            struct pl_stream *ps = w[i];
+            if (visit(p, ps)) {
+                progress = true;
+            } else if (ps->drained) {
+                /* Every window it gave is below head: once the publisher's
+                 * tail passes it, the stream may be freed. */
+                pthread_mutex_lock(&p->mu);
+                ps->ended = true;
+                ps->end_head = p->head;
+                pthread_mutex_unlock(&p->mu);
+                memmove(&w[i], &w[i + 1], sizeof *w * (wn - i - 1));
+                wn--;
+                continue;
+            }
+            i++;
+        }
+        if (!progress) {
             struct timespec ts = ts_of(mono_ns() + IDLE_NS);
             while (sem_clockwait(&p->wake, CLOCK_MONOTONIC, &ts) < 0 && errno == EINTR)
                 ;
@@ -430,7 +685,7 @@ struct worker_arg {
 static void *worker_main(void *arg)
 {
     pipeline *p = ((struct worker_arg *)arg)->p;
-    net_scratch *scratch = p->scratch[((struct worker_arg *)arg)->id];
+    unsigned id = ((struct worker_arg *)arg)->id;
 
     free(arg);
     pthread_mutex_lock(&p->mu);
@@ -441,12 +696,19 @@ static void *worker_main(void *arg)
             break;
         uint64_t idx = p->next++;
         struct slot *sl = &p->slots[idx % p->n_slots];
+        if (p->stall_after >= 0 && idx >= (uint64_t)p->stall_after) {
+            /* Test-only fault hook (pipeline.h): stuck with the slot. */
+            while (!p->abort)
+                cond_wait_until(&p->cv_work, &p->mu, mono_ns() + TICK_NS);
+            break;
+        }
+        struct pl_model *g = sl->model;
         pthread_mutex_unlock(&p->mu);
 
-        norm_apply(p->norm, sl->x, sl->x, NET_WIN);
-        net_forward(p->m, scratch, sl->x, sl->logits);
-        net_softmax(sl->logits, p->n_classes, sl->probs);
-        sl->cls = net_argmax(sl->probs, p->n_classes);
+        norm_apply(g->norm, sl->x, sl->x, NET_WIN);
+        net_forward(g->m, g->scratch[id], sl->x, sl->logits);
+        net_softmax(sl->logits, g->n_classes, sl->probs);
+        sl->cls = net_argmax(sl->probs, g->n_classes);
 
         pthread_mutex_lock(&p->mu);
         sl->done = true;
@@ -495,17 +757,38 @@ static void json_fmt(char *buf, size_t len, size_t *pos, const char *fmt, ...)
         *pos += (size_t)k < len - *pos ? (size_t)k : len - *pos - 1;
 }
 
-static void publish_stats(pipeline *p, uint64_t depth, double uptime)
+/* Room for every stream's line with a fully escaped name. */
+static size_t stats_size(unsigned n_streams)
 {
-    char *b = p->stats_buf;
-    size_t len = p->stats_len, pos = 0;
+    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 200);
+}
+
+static void publish_stats(pipeline *p, double uptime)
+{
     struct timespec now;
 
+    /* The stream list is the main thread's: read it under the lock.  The
+     * buffer grows (rarely: after a reload added streams) outside it. */
+    pthread_mutex_lock(&p->mu);
+    while (stats_size(p->n_reg) > p->stats_len) {
+        size_t need = stats_size(p->n_reg);
+        pthread_mutex_unlock(&p->mu);
+        char *nb = realloc(p->stats_buf, need);
+        if (!nb) {
+            p->publish_errors++;
+            return;
+        }
+        p->stats_buf = nb;
+        p->stats_len = need;
+        pthread_mutex_lock(&p->mu);
+    }
+    char *b = p->stats_buf;
+    size_t len = p->stats_len, pos = 0;
     clock_gettime(CLOCK_REALTIME, &now);
     json_fmt(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,\"streams\":[",
              (double)now.tv_sec + now.tv_nsec / 1e9, uptime, p->stats_interval);
-    for (unsigned i = 0; i < p->n_streams; i++) {
-        struct pl_stream *ps = &p->streams[i];
+    for (unsigned i = 0; i < p->n_reg; i++) {
+        struct pl_stream *ps = p->reg[i];
         json_fmt(b, len, &pos, "%s{\"stream\":", i ? "," : "");
         json_str(b, len, &pos, ps->st->name);
         json_fmt(b, len, &pos, ",\"windows\":%" PRIu64 ",\"samples\":%" PRIu64
@@ -515,6 +798,8 @@ static void publish_stats(pipeline *p, uint64_t depth, double uptime)
                  atomic_load_explicit(&ps->st->xruns, memory_order_relaxed),
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false");
     }
+    uint64_t depth = p->head - p->tail;
+    pthread_mutex_unlock(&p->mu);
     json_fmt(b, len, &pos, "],\"queue\":{\"depth\":%" PRIu64 ",\"slots\":%u,\"workers\":%u},"
              "\"latency_us\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
              ",\"max\":%" PRIu64 "}}",
@@ -528,20 +813,21 @@ static void publish_stats(pipeline *p, uint64_t depth, double uptime)
 
 static void publish_slot(pipeline *p, struct slot *sl)
 {
-    struct pl_stream *ps = &p->streams[sl->stream];
+    struct pl_stream *ps = sl->ps;
+    const struct pl_model *g = sl->model;
     struct result r = {
         .stream = ps->st->name,
         .seq = sl->seq,
         .sample = sl->sample,
         .t = sl->t,
         .cls = sl->cls,
-        .label = net_class_name(p->m, sl->cls),
+        .label = net_class_name(g->m, sl->cls),
         .score = sl->probs[sl->cls],
         .probs = sl->probs,
         .logits = sl->logits,
-        .n_classes = p->n_classes,
+        .n_classes = g->n_classes,
         .gap = sl->gap,
-        .model = net_digest(p->m),
+        .model = net_digest(g->m),
     };
     /* latency_us covers the send itself, so it is known only after it; the
      * message carries the time up to the call. */
@@ -566,9 +852,8 @@ static void *publisher_main(void *arg)
     for (;;) {
         int64_t now = mono_ns();
         if (now >= next_stats) {
-            uint64_t depth = p->head - p->tail;
             pthread_mutex_unlock(&p->mu);
-            publish_stats(p, depth, (double)(now - t0) / 1e9);
+            publish_stats(p, (double)(now - t0) / 1e9);
             next_stats += period;
             if (next_stats <= now)           /* we fell behind: skip, don't burst */
                 next_stats = now + period;
@@ -604,8 +889,7 @@ int pipeline_start(pipeline *p, publisher *pub)
     int rc;
 
     p->pub = pub;
-    /* Room for every stream's line with a fully escaped name. */
-    p->stats_len = 512 + (size_t)p->n_streams * (STREAM_NAME_MAX * 6 + 200);
+    p->stats_len = stats_size(p->n_reg);
     p->stats_buf = malloc(p->stats_len);
     if (!p->stats_buf)
         return -ENOMEM;
@@ -644,6 +928,15 @@ fail:
     return -rc;
 }
 
+void pipeline_seal(pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->sealed = true;
+    pthread_mutex_unlock(&p->mu);
+    if (p->wake_ok)
+        sem_post(&p->wake);
+}
+
 bool pipeline_finished(const pipeline *p)
 {
     return atomic_load(&((pipeline *)p)->finished);
@@ -653,6 +946,7 @@ void pipeline_join(pipeline *p)
 {
     if (!p || p->joined)
         return;
+    pipeline_seal(p);
     if (p->windower_started)
         pthread_join(p->windower_tid, NULL);
     if (p->publisher_started)
@@ -662,16 +956,8 @@ void pipeline_join(pipeline *p)
     p->joined = true;
     if (!p->publisher_started)
         return;
-    for (unsigned i = 0; i < p->n_streams; i++) {
-        struct pl_stream *ps = &p->streams[i];
-        log_info("stream %s: %" PRIu64 " windows, %" PRIu64 " samples, %" PRIu64
-                 " dropped, %" PRIu64 " xruns, latency p50 %" PRIu64 " us, p99 %" PRIu64
-                 " us, max %" PRIu64 " us",
-                 ps->st->name, ps->published,
-                 atomic_load(&ps->st->written), atomic_load(&ps->st->dropped),
-                 atomic_load(&ps->st->xruns), stats_hist_pct(&ps->lat, 0.5),
-                 stats_hist_pct(&ps->lat, 0.99), ps->lat.max);
-    }
+    for (unsigned i = 0; i < p->n_reg; i++)
+        stream_summary(p->reg[i]);
     if (p->publish_errors)
         log_warn("%" PRIu64 " messages could not be published", p->publish_errors);
 }
@@ -681,19 +967,16 @@ void pipeline_destroy(pipeline *p)
     if (!p)
         return;
     pipeline_join(p);
-    for (unsigned i = 0; i < p->n_streams; i++) {
-        if (p->streams[i].rs)
-            rs_destroy(p->streams[i].rs);
-        if (p->streams[i].win)
-            win_destroy(p->streams[i].win);
-        free(p->streams[i].rsbuf);
+    for (unsigned i = 0; i < p->n_reg; i++)
+        stream_free(p->reg[i]);
+    free(p->reg);
+    free(p->wlist);
+    model_destroy(p->cur, p->n_workers, true);
+    while (p->retired) {
+        struct pl_model *g = p->retired;
+        p->retired = g->next;
+        model_destroy(g, p->n_workers, true);
     }
-    free(p->streams);
-    if (p->scratch)
-        for (unsigned i = 0; i < p->n_workers; i++)
-            if (p->scratch[i])
-                net_scratch_destroy(p->scratch[i]);
-    free(p->scratch);
     free(p->worker_tid);
     free(p->slots);
     free(p->slot_mem);
@@ -715,9 +998,10 @@ uint64_t pipeline_published(const pipeline *p)
 bool pipeline_idle(const pipeline *p)
 {
     pipeline *q = (pipeline *)p;
-    for (unsigned i = 0; i < q->n_streams; i++)
-        if (atomic_load_explicit(&q->streams[i].popped, memory_order_relaxed)
-            != atomic_load_explicit(&q->streams[i].st->written, memory_order_relaxed))
+    /* reg changes only in the main thread, the caller. */
+    for (unsigned i = 0; i < q->n_reg; i++)
+        if (atomic_load_explicit(&q->reg[i]->popped, memory_order_relaxed)
+            != atomic_load_explicit(&q->reg[i]->st->written, memory_order_relaxed))
             return false;
     pthread_mutex_lock(&q->mu);
     bool idle = q->head == q->tail;
@@ -725,12 +1009,20 @@ bool pipeline_idle(const pipeline *p)
     return idle;
 }
 
+uint64_t pipeline_dropped(const pipeline *p)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < p->n_reg; i++)
+        n += atomic_load_explicit(&p->reg[i]->st->dropped, memory_order_relaxed);
+    return n;
+}
+
 unsigned pipeline_workers(const pipeline *p) { return p->n_workers; }
-unsigned pipeline_streams(const pipeline *p) { return p->n_streams; }
+unsigned pipeline_streams(const pipeline *p) { return p->n_reg; }
 
 void pipeline_stream_info(const pipeline *p, unsigned i, char *buf, size_t len)
 {
-    const struct pl_stream *ps = &p->streams[i];
+    const struct pl_stream *ps = p->reg[i];
     if (ps->rs)
         snprintf(buf, len, "stream %s: %g Hz resampled to %g Hz, hop %u", ps->st->name,
                  ps->in_rate, ps->out_rate, ps->st->hop);

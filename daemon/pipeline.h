@@ -14,6 +14,21 @@
  * A full circle makes the windower wait, which leaves samples in the rings,
  * which makes a file source wait: back-pressure all the way to the file.
  *
+ * Reload (SIGHUP) changes two things while the threads run:
+ *
+ *   the model   pipeline_set_model() makes a new model current.  The
+ *               windower stamps each slot with the model current when it
+ *               submits the slot, so the switch falls on a window boundary:
+ *               every window is classified exactly once, by the model its
+ *               slot names, and messages say which (`model`).  The old
+ *               model (and its workers' scratch) is freed by pipeline_reap()
+ *               once the publisher has sent every slot stamped with it.
+ *   the streams pipeline_add_source() works before and after
+ *               pipeline_start(); a source to remove is stopped by its owner
+ *               (its streams reach eof), the windower drains and ends them,
+ *               and pipeline_release_source() says when every window they
+ *               gave was published; then the source may be closed.
+ *
  * latency_us is measured from the moment the windower took the window's last
  * sample out of its ring (the ring read that completed the window) to the
  * publish_result() call (the time a message carries cannot include its own
@@ -21,12 +36,25 @@
  * says "entering the ring": the ring keeps no per-sample time, and for a
  * live source the two differ by the time samples wait in the ring.)
  *
+ * gap: a window is flagged when it holds the first sample written after a
+ * loss (source.h: stream_note_drop() records where), not merely the first
+ * window cut after the loss was counted.
+ *
  * Lifecycle (main's init chain): pipeline_create (slots, scratch) ->
  * pipeline_add_source for every opened source -> pipeline_start (threads) ->
- * sources start ... sources stop (every stream reaches eof) ->
- * pipeline_join (drains the rings, publishes everything, joins the threads,
- * logs a summary per stream) -> sources close -> pipeline_destroy.
- * Nothing is allocated between pipeline_start and pipeline_join.
+ * sources start ... [reload: set_model / add_source / release_source /
+ * reap] ... sources stop (every stream reaches eof) -> pipeline_join (drains
+ * the rings, publishes everything, joins the threads, logs a summary per
+ * stream) -> sources close -> pipeline_destroy.  Nothing is allocated per
+ * window; adding a source or a model allocates (in the caller's thread).
+ *
+ * Test-only fault hook: when the environment variable
+ * TRIDENT_TEST_STALL_AFTER=N is set at pipeline_create(), a worker that
+ * takes window number N (counted over all streams, from 0) or any later one
+ * blocks on it for good: nothing more is published while work keeps
+ * arriving — what a stuck worker looks like to the watchdog.  Unset (always,
+ * outside tests) it costs one comparison per window.  A stalled daemon does
+ * not finish a drain: stop it with SIGKILL, as systemd's watchdog does.
  */
 #ifndef TRIDENT_PIPELINE_H
 #define TRIDENT_PIPELINE_H
@@ -38,6 +66,8 @@
 #include "publish.h"
 #include "source.h"
 
+#define PIPELINE_MAX_STREAMS 1024
+
 struct pipeline_opts {
     unsigned workers;           /* 0: one per online CPU */
     double   stats_interval;    /* seconds between "_stats" messages; 0: none */
@@ -45,32 +75,60 @@ struct pipeline_opts {
 
 typedef struct pipeline pipeline;
 
-/* Job slots and one scratch per worker.  0 or -errno with a message. */
-int      pipeline_create(const net_model *m, const struct pipeline_opts *o,
+/* Job slots and one scratch per worker.  On success the pipeline owns m
+ * (pipeline_destroy frees it); on failure the caller still does.  0 or
+ * -errno with a message. */
+int      pipeline_create(net_model *m, const struct pipeline_opts *o,
                          pipeline **out, char *err, size_t errlen);
-/* Take an opened source's streams (sets s->wake).  Refuses a stream whose
- * name is already taken and a file too short for one window at the model's
- * rate (-ENODATA).  Before pipeline_start only. */
+/* Would s give at least one window at the model's rate (model_rate 0: its
+ * own)?  0, or -ENODATA with "FILE: too short: ..." (for --check and before
+ * a reload commits). */
+int      pipeline_check_source(double model_rate, const struct source *s,
+                               char *err, size_t errlen);
+/* Take an opened source's streams (sets s->wake), before or after
+ * pipeline_start (main thread only).  Refuses a stream whose name is taken
+ * (-EEXIST), a file too short for one window (-ENODATA), more than
+ * PIPELINE_MAX_STREAMS streams (-ENOSPC). */
 int      pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen);
+/* For a source whose owner stopped it (its streams reached eof): -EBUSY
+ * while the windower still drains its rings or windows it gave are not yet
+ * published; then 0, and the pipeline has forgotten its streams (logging
+ * each one's summary): the source may be closed.  Main thread only. */
+int      pipeline_release_source(pipeline *p, struct source *s);
+/* Make m the model for every window submitted from now on (main thread).
+ * The pipeline owns m on success.  Refuses (-EINVAL, message in err) a
+ * model at another sample rate than the current one: the streams' windows
+ * are cut at that rate. */
+int      pipeline_set_model(pipeline *p, net_model *m, char *err, size_t errlen);
+/* The current model (main thread). */
+const net_model *pipeline_model(const pipeline *p);
+/* Free the models that no submitted window refers to any more (main
+ * thread; call now and then). */
+void     pipeline_reap(pipeline *p);
 /* Start the windower, the workers and the publisher thread, which from now
  * on is the only one to touch pub.  0 or -errno. */
 int      pipeline_start(pipeline *p, publisher *pub);
-/* Every stream ended and everything was published. */
+/* No source will be added any more: once every stream ended and everything
+ * was published, pipeline_finished() becomes true.  (--replay.) */
+void     pipeline_seal(pipeline *p);
+/* Sealed, every stream ended and everything was published. */
 bool     pipeline_finished(const pipeline *p);
-/* Wait for every stream to end (stop the sources first), publish everything,
- * join the threads, log the summaries.  Safe if never started. */
+/* Seal, wait for every stream to end (stop the sources first), publish
+ * everything, join the threads, log the summaries.  Safe if never started. */
 void     pipeline_join(pipeline *p);
 void     pipeline_destroy(pipeline *p);
 
-/* Progress, for the watchdog and STATUS= (any thread): windows published so
- * far, and whether the pipeline is idle (every sample written to a ring was
- * taken out and every window cut from them was published). */
+/* Progress, for the watchdog and STATUS= (main thread): windows published
+ * so far, whether the pipeline is idle (every sample written to a ring was
+ * taken out and every window cut from them was published), and the samples
+ * dropped by the current streams' sources. */
 uint64_t pipeline_published(const pipeline *p);
 bool     pipeline_idle(const pipeline *p);
+uint64_t pipeline_dropped(const pipeline *p);
 
 unsigned pipeline_workers(const pipeline *p);
 unsigned pipeline_streams(const pipeline *p);
-/* One line describing stream i (name, rate, resampling) for the start-up log. */
+/* One line describing stream i (name, rate, resampling) for the log. */
 void     pipeline_stream_info(const pipeline *p, unsigned i, char *buf, size_t len);
 
 #endif

@@ -33,6 +33,12 @@ int stream_init(struct stream *st, const char *name, double rate, unsigned hop,
     atomic_init(&st->clock.seq, 0);
     atomic_init(&st->clock.pos, 0);
     atomic_init(&st->clock.t_ns, 0);
+    for (unsigned i = 0; i < STREAM_GAPQ; i++)
+        atomic_init(&st->gap_q[i], 0);
+    atomic_init(&st->gap_head, 0);
+    atomic_init(&st->gap_tail, 0);
+    atomic_init(&st->gap_exact, false);
+    atomic_init(&st->gap_lost, false);
     return 0;
 }
 
@@ -83,4 +89,54 @@ double stream_time(const struct stream *st, uint64_t pos)
     /* pos may precede the anchor (a window begun before a re-anchor):
      * the signed difference handles it. */
     return (double)t_ns / 1e9 + (double)(int64_t)(pos - pos0) / st->rate;
+}
+
+/* The gap queue: free-running u32 indices as in the ring.  The producer
+ * fills an entry, then publishes it with a release store of gap_head; the
+ * consumer reads entries after an acquire load of gap_head and frees them
+ * with a release store of gap_tail.  The producer pushes a position before
+ * it writes the sample at that position, and the pipeline reads the ring
+ * (acquire) before asking about a window that ends beyond it, so an entry
+ * is always visible by the time the window that holds it is cut. */
+void stream_note_drop(struct stream *st, uint64_t n)
+{
+    /* `written` is this thread's own counter: relaxed is enough. */
+    uint64_t pos = atomic_load_explicit(&st->written, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&st->gap_head, memory_order_relaxed);
+    /* Acquire: entries the consumer freed are no longer read by it. */
+    uint32_t t = atomic_load_explicit(&st->gap_tail, memory_order_acquire);
+
+    atomic_store_explicit(&st->gap_exact, true, memory_order_relaxed);
+    if (h != t && atomic_load_explicit(&st->gap_q[(h - 1) % STREAM_GAPQ],
+                                       memory_order_relaxed) == pos) {
+        /* Another loss at the same place (nothing written in between). */
+    } else if (h - t < STREAM_GAPQ) {
+        atomic_store_explicit(&st->gap_q[h % STREAM_GAPQ], pos, memory_order_relaxed);
+        /* Release: the entry is written before the consumer can see it. */
+        atomic_store_explicit(&st->gap_head, h + 1, memory_order_release);
+    } else {
+        atomic_store_explicit(&st->gap_lost, true, memory_order_relaxed);
+    }
+    /* Release: whoever sees the new count sees the entry and the flags. */
+    atomic_fetch_add_explicit(&st->dropped, n, memory_order_release);
+}
+
+bool stream_gap_before(struct stream *st, uint64_t end)
+{
+    bool gap = false;
+    uint32_t t = atomic_load_explicit(&st->gap_tail, memory_order_relaxed);
+    /* Acquire: pairs with the producer's release of gap_head. */
+    uint32_t h = atomic_load_explicit(&st->gap_head, memory_order_acquire);
+
+    while (t != h && atomic_load_explicit(&st->gap_q[t % STREAM_GAPQ],
+                                          memory_order_relaxed) < end) {
+        gap = true;
+        t++;
+    }
+    /* Release: the entries are read before the producer may reuse them. */
+    atomic_store_explicit(&st->gap_tail, t, memory_order_release);
+    if (atomic_load_explicit(&st->gap_lost, memory_order_relaxed)
+        && atomic_exchange_explicit(&st->gap_lost, false, memory_order_relaxed))
+        gap = true;
+    return gap;
 }

@@ -10,7 +10,12 @@
  *   - `written`: total samples ever written (u64, wraps never), release after
  *     the ring write;
  *   - `dropped`: samples lost before reaching the ring (ring full on a live
- *     source, xrun); the pipeline marks the next window "gap" when it grows;
+ *     source, xrun).  A source reports a loss with stream_note_drop(), which
+ *     also records WHERE it happened (the gap queue below), so the pipeline
+ *     flags exactly the first window holding a sample written after the
+ *     discontinuity.  A source that only bumps `dropped` still works: the
+ *     pipeline then flags the next window it cuts (which may be off by a
+ *     window when the loss happened just after that window's end);
  *   - `clock`: a seqlock anchor (ring position, Unix time in ns) from which
  *     the time of any later sample is pos_time = t_ns + (pos - pos0) / rate;
  *     the source re-anchors after any discontinuity;
@@ -32,6 +37,7 @@
 #include "ring.h"
 
 #define STREAM_NAME_MAX 128
+#define STREAM_GAPQ     8
 
 struct stream_clock {
     _Atomic uint32_t seq;        /* odd while being written */
@@ -50,6 +56,16 @@ struct stream {
     _Atomic bool      eof;       /* producer: no more samples will come */
     _Atomic bool      down;      /* producer: device gone, reopening */
     struct stream_clock clock;
+    /* Where the discontinuities are: an SPSC queue of positions (in
+     * `written` counts: the first sample written after each loss), filled
+     * by stream_note_drop(), emptied by stream_gap_before().  Losses at the
+     * same position make one entry; when more than STREAM_GAPQ are pending
+     * (the pipeline far behind) `gap_lost` makes the next window a gap. */
+    _Atomic uint64_t  gap_q[STREAM_GAPQ];
+    _Atomic uint32_t  gap_head;  /* producer: entries pushed */
+    _Atomic uint32_t  gap_tail;  /* consumer: entries popped */
+    _Atomic bool      gap_exact; /* producer: uses stream_note_drop() */
+    _Atomic bool      gap_lost;  /* producer: the queue was full */
 };
 
 struct source;
@@ -86,6 +102,13 @@ void stream_fini(struct stream *st);
 void stream_clock_set(struct stream *st, uint64_t pos, int64_t t_ns);
 /* Consumer: Unix time in seconds of stream sample `pos` (at the stream rate). */
 double stream_time(const struct stream *st, uint64_t pos);
+/* Producer (capture thread): n samples were lost just before the next
+ * sample this stream writes.  Records the position, then adds n to `dropped`
+ * (release).  Never blocks. */
+void stream_note_drop(struct stream *st, uint64_t n);
+/* Consumer (pipeline): did a discontinuity happen before stream position
+ * `end` that no earlier call reported?  Pops every such entry. */
+bool stream_gap_before(struct stream *st, uint64_t end);
 static inline void source_wake(struct source *s) { if (s->wake) sem_post(s->wake); }
 
 #endif

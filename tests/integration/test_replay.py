@@ -467,8 +467,14 @@ def main():
     tap.ok("malformed endpoint: exit 69, one error line naming it",
            rc == 69 and len(lines) == 1 and "bogus://nowhere" in lines[0],
            f"rc {rc}: {err.strip()[-300:]}")
-    r = subprocess.run([TRIDENTD], capture_output=True, text=True)
-    tap.ok("tridentd without --replay: exit 64 with a message", r.returncode == 64
+    # Without --replay tridentd runs a configuration file (test_service.py):
+    # a missing one is a configuration error naming the file.
+    missing = os.path.join(TMP, "no-such.conf")
+    r = subprocess.run([TRIDENTD, "-c", missing], capture_output=True, text=True)
+    tap.ok("tridentd -c MISSING: exit 78 naming the file", r.returncode == 78
+           and missing in r.stderr, r.stderr[-200:])
+    r = subprocess.run([TRIDENTD, "stray-argument"], capture_output=True, text=True)
+    tap.ok("a file without --replay: exit 64 with a message", r.returncode == 64
            and "error" in r.stderr, r.stderr[-200:])
     r = subprocess.run([TRIDENTD, "--help"], capture_output=True, text=True)
     tap.ok("--help documents the exit codes", r.returncode == 0 and all(
