@@ -15,8 +15,9 @@
  * de-interleaves every channel straight into its ring's free segments
  * (cvt_to_float, no intermediate copy) and posts the pipeline's semaphore.
  * A ring without room for the whole chunk loses the chunk (the newest
- * block); the loss is counted in that stream's `dropped` and its clock is
- * re-anchored, so the pipeline flags the next window as a gap.
+ * block); the loss is recorded with stream_note_drop() (counted in
+ * `dropped`, its position queued) and the stream's clock re-anchored, so the
+ * pipeline flags the first window holding a later sample as a gap.
  *
  * Time.  Software timestamps are enabled (tstamp mode ENABLE, type MONOTONIC)
  * so snd_pcm_status() tells when the hardware pointer was where it is; the
@@ -375,7 +376,7 @@ static void clock_update(struct alsa_src *a, int64_t t_ns)
         double lost = round((double)(t_ns - pred) * a->rate / 1e9);
         uint64_t n = lost >= 1 ? (uint64_t)lost : 1;
         for (unsigned i = 0; i < a->src->n_streams; i++)
-            atomic_fetch_add_explicit(&a->src->streams[i].dropped, n, memory_order_release);
+            stream_note_drop(&a->src->streams[i], n);   /* before the next sample: the gap */
         a->anchor_pos = a->dev_pos;
         a->anchor_ns = t_ns;
         a->err_min_ns = INT64_MAX;
@@ -409,7 +410,7 @@ static void deliver(struct alsa_src *a, unsigned n)
         struct stream *st = &s->streams[c];
         if (ring_write_space(st->ring) < n) {
             /* Drop the newest block: the pipeline sees `dropped` grow and flags a gap. */
-            atomic_fetch_add_explicit(&st->dropped, n, memory_order_release);
+            stream_note_drop(st, n);
             a->reanchor[c] = true;
             continue;
         }

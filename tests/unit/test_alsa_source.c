@@ -391,6 +391,10 @@ TEST(overrun_counted)
         printf("# device lost %ld frames at sample %zu; source counted %llu\n", lost, at,
                (unsigned long long)dropped);
         CHECKF(gaps == 1, "%zu gaps", gaps);
+        /* The loss is recorded where it is: before the first sample after the gap. */
+        CHECKF(atomic_load(&st[0].gap_head) == 1 && atomic_load(&st[0].gap_q[0]) == at,
+               "gap queue: %u entries, first at %llu (gap at %zu)", atomic_load(&st[0].gap_head),
+               (unsigned long long)atomic_load(&st[0].gap_q[0]), at);
         /* The device stalls for a buffer + 50 ms: about 250 ms lost. */
         CHECKF(lost > rate / 5 && lost < rate / 2, "lost %ld", lost);
         CHECKF(labs((long)dropped - lost) < (long)rate / 100, "estimate %llu vs %ld lost",
