@@ -76,9 +76,51 @@ static void pack_conv(float *dst, const float *w, int cout, int cin, int k, int 
                     w[((size_t)co * cin + ci) * k + j];
 }
 
-static size_t conv_floats(const struct net_conv *c)
+/* The transformed weight U of class c for group (size, taps g) of one
+ * (co, ci); see net_fast.h. */
+static float wino_u(int size, const float *g, int c)
 {
-    return (size_t)c->cout * c->cin * c->k;
+    if (size == 3) {
+        switch (c) {
+        case 0: return g[0];
+        case 1: return (g[0] + g[1] + g[2]) / 2;
+        case 2: return (g[0] - g[1] + g[2]) / 2;
+        default: return g[2];
+        }
+    }
+    if (size == 2)
+        return c == 0 ? g[0] : c == 1 ? g[0] + g[1] : g[1];
+    return g[0];
+}
+
+/* Class c's weights of a branch convolution: [cout / vb][K][vb] with K
+ * running over (contributing group, ci). */
+static void pack_wino(float *dst, const struct net_conv *cv, int c, int K, int vb)
+{
+    int size[NET_WG_MAX], j0[NET_WG_MAX];
+    int ng = net_fast_groups(cv->k, size, j0);
+    for (int co = 0; co < cv->cout; co++) {
+        int gi = 0;
+        for (int g = 0; g < ng; g++) {
+            if (!(net_fast_group_classes(size[g]) >> c & 1))
+                continue;
+            for (int ci = 0; ci < cv->cin; ci++) {
+                const float *w = cv->w + ((size_t)co * cv->cin + ci) * cv->k + j0[g];
+                dst[(size_t)(co / vb) * K * vb + ((size_t)gi * cv->cin + ci) * vb + co % vb] =
+                    wino_u(size[g], w, c);
+            }
+            gi++;
+        }
+    }
+}
+
+static int class_k(const struct net_conv *cv, int c)
+{
+    int size[NET_WG_MAX], j0[NET_WG_MAX], n = 0;
+    int ng = net_fast_groups(cv->k, size, j0);
+    for (int g = 0; g < ng; g++)
+        n += net_fast_group_classes(size[g]) >> c & 1;
+    return n * cv->cin;
 }
 
 static void pack_free(void *fast)
@@ -94,10 +136,11 @@ static int pack(net_model *m, int vb)
     struct net_fast_pack *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
-    size_t n = conv_floats(&m->conv1);
+    size_t n = (size_t)m->conv1.cout * m->conv1.k;
     for (int br = 0; br < NET_BRANCHES; br++)
         for (int l = 0; l < 3; l++)
-            n += conv_floats(&m->branch[br][l]);
+            for (int c = 0; c < 4; c++)
+                n += (size_t)class_k(&m->branch[br][l], c) * m->branch[br][l].cout;
     /* every packed tensor is a multiple of 16 floats, so all stay aligned */
     p->mem = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
     if (!p->mem) {
@@ -108,13 +151,17 @@ static int pack(net_model *m, int vb)
     float *at = p->mem;
     p->conv1 = at;
     pack_conv(at, m->conv1.w, m->conv1.cout, m->conv1.cin, m->conv1.k, vb);
-    at += conv_floats(&m->conv1);
+    at += (size_t)m->conv1.cout * m->conv1.k;
     for (int br = 0; br < NET_BRANCHES; br++)
         for (int l = 0; l < 3; l++) {
-            const struct net_conv *c = &m->branch[br][l];
-            p->conv[br][l] = at;
-            pack_conv(at, c->w, c->cout, c->cin, c->k, vb);
-            at += conv_floats(c);
+            const struct net_conv *cv = &m->branch[br][l];
+            struct net_fast_wconv *wc = &p->conv[br][l];
+            for (int c = 0; c < 4; c++) {
+                wc->K[c] = class_k(cv, c);
+                wc->w[c] = at;
+                pack_wino(at, cv, c, wc->K[c], vb);
+                at += (size_t)wc->K[c] * cv->cout;
+            }
         }
     m->fast = p;
     m->fast_free = pack_free;

@@ -2,7 +2,9 @@
  *
  * net_fast_body.h with 16-lane vectors and a 16-position x 16-channel
  * register tile: 16 zmm accumulators, one weight vector, and FMAs with an
- * embedded broadcast input; measured at the FMA peak of a Zen 4 core.
+ * embedded broadcast input.  On a Zen 4 core: 206 µs per window (the
+ * direct convolutions measured 271 µs, at the FMA peak; 8 x 32 and 4 x 64
+ * tiles were 2-4% slower).
  * Compiled with -mavx512f -mfma (model/kernels.mk) on x86; elsewhere it only
  * declares that the implementation is absent. */
 #include "net_fast.h"

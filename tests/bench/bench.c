@@ -13,7 +13,8 @@
  * the median, minimum and maximum as lines tests/bench/run.sh reads:
  *
  *   cpus N
- *   flop_per_window F
+ *   flop_per_window F          (the network, direct convolutions)
+ *   flop_per_window_fast F     (what the fast paths execute)
  *   peak THREADS GFLOPS_MEDIAN MIN MAX CPU_MEDIAN
  *   engine IMPL THREADS WINDOWS_PER_S_MEDIAN MIN MAX CPU_MEDIAN
  *
@@ -272,6 +273,17 @@ int main(int argc, char **argv)
         macs += 64.0 * 64 * k * 64 + 128.0 * 64 * k * 32 + 256.0 * 128 * k * 16;
     macs += (double)NET_FEATURES * net_classes(models[0]);
     printf("flop_per_window %.0f\n", 2 * macs);
+    /* what the fast paths execute: conv1 and fc directly, each branch layer
+     * per output pair and input channel 4 products per F(2,3) group of taps,
+     * 3 per F(2,2), 2 per single tap (model/net_fast.h) */
+    double fast = 64.0 * 128 * 32 + (double)NET_FEATURES * net_classes(models[0]);
+    for (int k = 3; k <= 7; k += 2) {
+        int prods = 0;
+        for (int j = 0; j < k; j += 3)
+            prods += k - j >= 3 ? 4 : k - j == 2 ? 3 : 2;
+        fast += prods * (32.0 * 64 * 64 + 16.0 * 128 * 64 + 8.0 * 256 * 128);
+    }
+    printf("flop_per_window_fast %.0f\n", 2 * fast);
     for (int i = 0; i < ns; i++) {
         double med = median(ser[i].v, repeats), cmed = median(ser[i].cpu, repeats);
         if (!ser[i].m) {

@@ -26,7 +26,7 @@ def cpu_name():
 
 def main():
     eng, torch_rows, daemon = sys.argv[1:4]
-    flop, cpus, blas = None, 1, "?"
+    flop, fast_flop, cpus, blas = None, None, 1, "?"
     runs = {}           # (name, threads, batch) -> [(median, min, max, cpu median)]
     for line in list(open(eng)) + list(open(torch_rows)):
         f = line.split()
@@ -36,6 +36,8 @@ def main():
             cpus = int(f[1])
         elif f[0] == "flop_per_window":
             flop = float(f[1])
+        elif f[0] == "flop_per_window_fast":
+            fast_flop = float(f[1])
         elif f[0] == "torch_blas":
             blas = f[1]
         elif f[0] == "peak":
@@ -73,6 +75,11 @@ def main():
         print(f"measured FMA peak, {th} thread{'s' if th > 1 else ''}: {g:.1f} GFLOP/s"
               f" = {g * 1e9 / flop:.0f} windows/s; per CPU-second: {cpupeak[th]:.1f} GFLOP"
               f" = {cpupeak[th] * 1e9 / flop:.0f} windows")
+    if fast_flop:
+        print(f"the fast paths (generic, avx2, avx512) execute {fast_flop / 1e6:.2f} MFLOP per "
+              f"window (Winograd F(2,3) on the branch convolutions); % peak counts the "
+              f"network's {flop / 1e6:.2f} (direct convolutions), so it passes 100% once they run "
+              f"above {100 * fast_flop / flop:.0f}% of the FMA peak")
     print(f"PyTorch's BLAS (its batch-1 convolutions): {blas}")
     print("wall clock: what this run got; per CPU-second: per second of the threads' own "
           "CPU time, leaving out the time other processes held the cores. x PyTorch: "
