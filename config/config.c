@@ -721,8 +721,11 @@ int cfg_validate(const struct cfg *c, char *err, size_t errlen)
 
 int cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errlen)
 {
-    if (o->model && cfg_set_string(&c->model, o->model))
-        return -ENOMEM;
+    if (o->model) {
+        if (cfg_set_string(&c->model, o->model))
+            return -ENOMEM;
+        c->model_line = 0;
+    }
     if (o->workers >= 0)
         c->workers = (unsigned)o->workers;
     if (o->n_endpoints) {
@@ -1000,6 +1003,8 @@ static int parse_group(struct ctx *x, struct cfg *c, const config_setting_t *g, 
             rc = 0;
         } else {
             rc = parse_value(x, k, m, c, path);
+            if (!rc && !strcmp(path, "model"))
+                c->model_line = (int)config_setting_source_line(m);
         }
         if (rc)
             return rc;

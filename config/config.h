@@ -54,6 +54,8 @@ struct cfg_stream {
 struct cfg {
     char              *file;            /* config file read, or NULL */
     char              *model;           /* model path */
+    int                model_line;      /* line of `model` in the file; 0: default or
+                                         * command line (for "FILE:LINE: model: ..." errors) */
     unsigned           workers;         /* 0: one per online CPU */
     char             **endpoints;
     unsigned           n_endpoints;

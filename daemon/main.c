@@ -478,6 +478,20 @@ static void stream_where(const struct cfg *c, const struct cfg_stream *s, char *
         buf[0] = '\0';
 }
 
+/* Where the model setting came from, to prefix a model error with:
+ * "FILE:LINE: model: ", "FILE: model (default): " or "--model: ". */
+static void model_where(const struct cfg *c, const struct args *a, char *buf, size_t len)
+{
+    if (!c->file)
+        buf[0] = '\0';
+    else if (a->cli.model)
+        snprintf(buf, len, "--model: ");
+    else if (c->model_line)
+        snprintf(buf, len, "%s:%d: model: ", c->file, c->model_line);
+    else
+        snprintf(buf, len, "%s: model (default): ", c->file);
+}
+
 /* ---- running sources ------------------------------------------------------ */
 
 /* A source with its own copy of its stream's configuration. */
@@ -701,7 +715,7 @@ enum fate { KEEP, REMOVE, RESTART };
 /* SIGHUP: see the top of the file. */
 static void reload(struct daemon *d)
 {
-    char err[1536] = "", msg[1024];
+    char err[PATH_MAX + 1600] = "", msg[1024];
     struct cfg nc = { 0 };
     net_model *nm = NULL;
     enum fate *fate = NULL;
@@ -717,8 +731,12 @@ static void reload(struct daemon *d)
     rc = cfg_load(d->config, &nc, err, sizeof err);
     if (rc == 0 && (rc = cfg_apply_cli(&nc, &d->args->cli, msg, sizeof msg)) < 0)
         snprintf(err, sizeof err, "%s (from the command line)", msg);
-    if (rc == 0 && (rc = net_load(nc.model, &nm, err, sizeof err)) < 0)
+    if (rc == 0 && (rc = net_load(nc.model, &nm, msg, sizeof msg)) < 0) {
+        char where[PATH_MAX + 64];
+        model_where(&nc, d->args, where, sizeof where);
+        snprintf(err, sizeof err, "%s%s", where, msg);
         nm = NULL;
+    }
     const net_model *cur = pipeline_model(d->pl);
     if (rc == 0 && net_sample_rate(nm) != net_sample_rate(cur)) {
         snprintf(err, sizeof err, "%s: sample rate %g Hz differs from the running model's "
@@ -828,7 +846,7 @@ out:
 /* Validate the configuration (already loaded), the model and each stream's
  * source, print a summary.  ALSA devices are described, not opened: opening
  * one would need the hardware, and the running daemon holds it. */
-static int check(const struct cfg *c)
+static int check(const struct cfg *c, const struct args *a)
 {
     char err[1536], info[1600];
     net_model *m = NULL;
@@ -836,7 +854,8 @@ static int check(const struct cfg *c)
 
     rc = net_load(c->model, &m, err, sizeof err);
     if (rc < 0) {
-        log_err("%s", err);
+        model_where(c, a, info, sizeof info);
+        log_err("%s%s", info, err);
         return cfg_status(rc);
     }
     cfg_print_summary(c, stdout);
@@ -895,7 +914,7 @@ int main(int argc, char **argv)
         goto out_cfg;
     }
     if (args.check) {
-        status = check(&cfg);
+        status = check(&cfg, &args);
         goto out_cfg;
     }
     d.config = args.replay ? NULL : cfg.file;
@@ -903,7 +922,9 @@ int main(int argc, char **argv)
     /* model */
     rc = net_load(cfg.model, &model, err, sizeof err);
     if (rc < 0) {
-        log_err("%s", err);
+        char where[PATH_MAX + 64];
+        model_where(&cfg, &args, where, sizeof where);
+        log_err("%s%s", where, err);
         status = args.replay ? input_status(rc) : cfg_status(rc);
         goto out_cfg;
     }
