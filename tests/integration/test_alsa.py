@@ -58,10 +58,10 @@ def recording():
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
 
 
-def run_daemon(conf, env, seconds, want=None):
+def run_daemon(binary, conf, env, seconds, want=None):
     """Run tridentd -c conf for up to `seconds` (or until want(msgs) is true),
     then SIGTERM; return (messages, stderr, exit status)."""
-    p = subprocess.Popen([harness.binpath("tridentd"), "-c", conf], env=env,
+    p = subprocess.Popen([binary, "-c", conf], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     msgs, buf, end = [], b"", time.monotonic() + seconds
     os.set_blocking(p.stdout.fileno(), False)
@@ -118,12 +118,18 @@ def last_stats(msgs, stream):
     return {}
 
 
-def main():
-    binary = os.path.join(harness.BUILD, "bin", "tridentd")
-    plugin = os.path.join(harness.BUILD, "alsa", "libasound_module_pcm_trident_test.so")
+def check_build(build):
+    """Every scenario against one build (sanitizer builds report through the exit status)."""
+    tag = os.path.basename(build)
+
+    def ok(name, cond=True, why=""):
+        return tap.ok(f"{tag}: {name}", cond, why)
+
+    binary = os.path.join(build, "bin", "tridentd")
+    plugin = os.path.join(build, "alsa", "libasound_module_pcm_trident_test.so")
     if not os.path.exists(binary) or not os.path.exists(plugin):
-        tap.ok("tridentd and the ALSA test plugin are built", False, f"{binary}, {plugin}")
-        tap.done()
+        ok("tridentd and the ALSA test plugin are built", False, f"{binary}, {plugin}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         x16 = recording()
         raw = os.path.join(tmp, "rec.raw")
@@ -155,13 +161,13 @@ def main():
         # only the windows before the first gap are compared.
         conf = daemon_conf(tmp, model, f'{{ name = "cap"; type = "alsa"; device = "tfile"; '
                            f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {WIN}; }}')
-        msgs, err, rc = run_daemon(conf, env, 15,
+        msgs, err, rc = run_daemon(binary, conf, env, 15,
                                    lambda m: len(windows_of(m, "cap/1")) >= 20)
-        tap.ok("file-plugin capture: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
+        ok("file-plugin capture: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
         r = subprocess.run([binary, "--replay", wav, "--model", model, "--hop", str(WIN),
                             "--pace", "fast", "--stdout"], capture_output=True, timeout=120)
         replay = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        tap.ok("replay of the same recording runs", r.returncode == 0 and replay,
+        ok("replay of the same recording runs", r.returncode == 0 and replay,
                r.stderr.decode(errors="replace")[-300:])
         for ch in (0, 1):
             cap = windows_of(msgs, f"cap/{ch}")
@@ -173,7 +179,7 @@ def main():
             rep = {m["seq"]: m for m in windows_of(replay, f"rec/{ch}")}
             same = [m for m in clean if m["seq"] in rep
                     and m["logits"] == rep[m["seq"]]["logits"]]
-            tap.ok(f"file plugin channel {ch}: {len(clean)} windows before any gap equal the "
+            ok(f"file plugin channel {ch}: {len(clean)} windows before any gap equal the "
                    f"replay's", len(clean) >= 10 and len(same) == len(clean),
                    f"{len(same)} of {len(clean)} equal")
             if clean:
@@ -183,7 +189,7 @@ def main():
                     gold = net(torch.from_numpy(xs)[:, None, :]).numpy()
                 got = np.array([m["logits"] for m in clean])
                 rel = np.abs(got - gold).max() / np.abs(gold).max()
-                tap.ok(f"file plugin channel {ch}: logits match PyTorch", rel < 1e-4,
+                ok(f"file plugin channel {ch}: logits match PyTorch", rel < 1e-4,
                        f"rel {rel:.3g}")
 
         # 2. Paced: t advances by hop/rate, at the device's rate, no gap.
@@ -191,43 +197,45 @@ def main():
         conf = daemon_conf(tmp, model, f'{{ name = "pac"; type = "alsa"; device = "tpaced"; '
                            f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {hop}; }}')
         t0 = time.monotonic()
-        msgs, err, rc = run_daemon(conf, env, 3.0)
+        msgs, err, rc = run_daemon(binary, conf, env, 3.0)
         el = time.monotonic() - t0
         w = windows_of(msgs, "pac/0")
         ts = np.array([m["t"] for m in w])
         d = np.diff(ts) - hop / RATE if len(ts) > 1 else np.array([1.0])
-        tap.ok("paced capture: windows published", len(w) > 30, f"{len(w)} windows; {err[-300:]}")
-        tap.ok("paced capture: t advances by hop/rate within 1 ms",
+        ok("paced capture: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
+        ok("paced capture: windows published", len(w) > 30, f"{len(w)} windows; {err[-300:]}")
+        ok("paced capture: t advances by hop/rate within 1 ms",
                len(w) > 1 and np.abs(d).max() < 1e-3, f"worst {np.abs(d).max():.6f} s")
-        tap.ok("paced capture: no gap", not any(m["gap"] for m in w))
-        tap.ok("paced capture: the granted rate, period and buffer are logged at start-up",
+        ok("paced capture: no gap", not any(m["gap"] for m in w))
+        ok("paced capture: the granted rate, period and buffer are logged at start-up",
                f"alsa 'tpaced': S16_LE, {RATE} Hz, 2 ch, period" in err and "buffer" in err,
                err[-500:])
         expect = (el * RATE - WIN) / hop
-        tap.ok("paced capture: windows at the device's rate", abs(len(w) - expect) < 0.25 * expect,
+        ok("paced capture: windows at the device's rate", abs(len(w) - expect) < 0.25 * expect,
                f"{len(w)} windows in {el:.2f} s (about {expect:.0f} expected)")
         now = time.time()
-        tap.ok("paced capture: t is Unix time", len(w) and abs(ts[-1] - now) < 5,
+        ok("paced capture: t is Unix time", len(w) and abs(ts[-1] - now) < 5,
                f"last t {ts[-1] if len(w) else 0:.3f}, now {now:.3f}")
 
         # 3. A forced overrun: a window says gap, capture goes on.
         conf = daemon_conf(tmp, model, f'{{ name = "xr"; type = "alsa"; device = "txrun"; '
                            f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {hop}; }}',
                            stats=0.5)
-        msgs, err, rc = run_daemon(conf, env, 2.5)
+        msgs, err, rc = run_daemon(binary, conf, env, 2.5)
+        ok("overrun: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
         st = last_stats(msgs, "xr/0")
-        tap.ok("overrun: _stats count one xrun and the lost samples",
+        ok("overrun: _stats count one xrun and the lost samples",
                st.get("xruns") == 1 and 0.3 * RATE < st.get("dropped", 0) < 1.5 * RATE, str(st))
         for ch in (0, 1):
             w = windows_of(msgs, f"xr/{ch}")
             gaps = [i for i, m in enumerate(w) if m["gap"]]
-            tap.ok(f"overrun channel {ch}: one window flagged gap, capture goes on",
+            ok(f"overrun channel {ch}: one window flagged gap, capture goes on",
                    len(gaps) == 1 and len(w) - gaps[0] > 10,
                    f"{len(w)} windows, gaps at {gaps}; {err[-300:]}")
             if len(w) > 2:
                 # The device stalls for a buffer (0.5 s by default) + 50 ms.
                 jump = float(np.max(np.diff([m["t"] for m in w]))) - hop / RATE
-                tap.ok(f"overrun channel {ch}: t jumps by the lost time", 0.3 < jump < 1.5,
+                ok(f"overrun channel {ch}: t jumps by the lost time", 0.3 < jump < 1.5,
                        f"jump {jump:.4f} s")
 
         # 4. Unplugged for a second, then back: that stream resumes after one
@@ -248,20 +256,21 @@ def main():
                 os.unlink(gone)
                 t_unplug[1] = time.time()
             return False
-        msgs, err, rc = run_daemon(conf, env, 4.0, unplug)
+        msgs, err, rc = run_daemon(binary, conf, env, 4.0, unplug)
         if os.path.exists(gone):
             os.unlink(gone)
+        ok("unplug: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
         u, o = windows_of(msgs, "u/0"), windows_of(msgs, "o")
         ug = [i for i, m in enumerate(u) if m["gap"]]
-        tap.ok("unplug: the stream comes back after one gap",
+        ok("unplug: the stream comes back after one gap",
                len(ug) == 1 and len(u) - ug[0] > 10 and u[-1]["t"] > t_unplug[1],
                f"{len(u)} windows, gaps at {ug}; {err[-300:]}")
         if len(ug) == 1 and ug[0] > 0:
             away = u[ug[0]]["t"] - u[ug[0] - 1]["t"]
-            tap.ok("unplug: t jumps by the time it was away", 0.8 < away < 2.5, f"{away:.3f} s")
+            ok("unplug: t jumps by the time it was away", 0.8 < away < 2.5, f"{away:.3f} s")
         ot = np.array([m["t"] for m in o])
         od = np.diff(ot) - hop / RATE if len(ot) > 1 else np.array([1.0])
-        tap.ok("unplug: the other device's stream never stops",
+        ok("unplug: the other device's stream never stops",
                len(o) > 50 and not any(m["gap"] for m in o) and np.abs(od).max() < 1e-3
                and ot[0] < t_unplug[0] and ot[-1] > t_unplug[1],
                f"{len(o)} windows, worst step {np.abs(od).max():.4f} s")
@@ -270,11 +279,16 @@ def main():
         # fails, naming the device, what was asked and what it offers.
         conf = daemon_conf(tmp, model, '{ name = "n"; type = "alsa"; device = "tnarrow"; '
                            'rate = 44100; channels = 1; format = "S32_LE"; }')
-        msgs, err, rc = run_daemon(conf, env, 10)
-        tap.ok("refused parameters: start-up fails", rc not in (0, None), f"rc {rc}")
-        tap.ok("refused parameters: the error names the device, what was asked and offered",
+        msgs, err, rc = run_daemon(binary, conf, env, 10)
+        ok("refused parameters: start-up fails", rc not in (0, None), f"rc {rc}")
+        ok("refused parameters: the error names the device, what was asked and offered",
                all(k in err for k in ("tnarrow", "S32_LE", "S16_LE", "44100", "8000", "48000")),
                err[-400:])
+
+
+def main():
+    for b in harness.BUILDS:
+        check_build(b)
     tap.done()
 
 
