@@ -8,7 +8,8 @@ Then, one SIGHUP at a time:
   1. a new file: model B (other weights, other class count, other
      normalisation), stream "keep" untouched, "change" with another hop,
      "gone" removed, "new" added;
-  2. the same file pointing at a corrupt model: refused, says why;
+  2. the same file pointing at a corrupt model, then at a model with
+     another sample rate: refused, says why;
   3. a file with a syntax error: refused, says why (file:line);
   4. SIGTERM: exit 0.
 
@@ -53,10 +54,10 @@ if "suppressions=" not in os.environ.get("TSAN_OPTIONS", ""):
                                   + ":suppressions=" + os.path.abspath(_supp))
 
 
-def make_model(name, seed, classes, norm):
+def make_model(name, seed, classes, norm, rate=RATE):
     path = os.path.join(TMP, name + ".safetensors")
     net = export.random_net(seed, num_classes=len(classes))
-    export.save(net.state_dict(), path, export.metadata(classes, RATE, norm))
+    export.save(net.state_dict(), path, export.metadata(classes, rate, norm))
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:12]
     return {"path": path, "net": net, "norm": norm, "digest": digest}
@@ -215,6 +216,20 @@ def scenario(build):
         status = [m for _, m in sd.msgs[n0:] if m.startswith("STATUS=") and "reload failed" in m]
         T.ok(f"{tag}: corrupt model: STATUS= says the reload failed", len(status) >= 1)
 
+        # 2b. a model at another sample rate: refused (windows are cut at it)
+        C = make_model("c", 13, ["p", "q"], None, rate=16000)
+        with open(conf, "w") as f:
+            f.write(conf_text(C["path"], ep, [("keep", keep_wav, HOP)]))
+        n0 = len(sd.msgs)
+        p.send_signal(signal.SIGHUP)
+        rel = sd.wait_for("RELOADING=1", 20, n0)
+        rdy = sd.wait_for("READY=1", 30, rel + 1) if rel is not None else None
+        time.sleep(0.3)
+        err = stderr_text()
+        T.ok(f"{tag}: a model at another rate: refused, saying so",
+             rdy is not None and any("reload refused" in ln and C["path"] in ln and "rate" in ln
+                                     for ln in err.splitlines()), err[-400:])
+
         # 3. a syntax error on line 3: refused
         with open(conf, "w") as f:
             f.write('model = "x";\nworkers = 2;\npublish = { endpoints = [ "tcp://a" ]; ;;\n')
@@ -245,7 +260,8 @@ def scenario(build):
         col.join()
     err = stderr_text()
     for ln in err.splitlines():
-        if "WARNING: ThreadSanitizer" in ln or "ERROR: AddressSanitizer" in ln or "runtime error" in ln:
+        if any(k in ln for k in ("WARNING: ThreadSanitizer", "ERROR: AddressSanitizer",
+                                 "ERROR: LeakSanitizer", "runtime error")):
             T.ok(f"{tag}: no sanitizer report", False, err[-1500:])
             break
 
