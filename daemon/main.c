@@ -664,11 +664,52 @@ static int add_stream(struct daemon *d, const struct cfg *c, const struct cfg_st
     return 0;
 }
 
+/* Published stream names, to find a clash before anything runs (a file's
+ * channels are named NAME/0, NAME/1... only once it is opened). */
+struct names {
+    char   (*v)[STREAM_NAME_MAX];
+    unsigned n;
+};
+
+/* Add name; -EEXIST (message prefixed with where) if it is there already. */
+static int names_add(struct names *ns, const char *name, const char *where,
+                     char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < ns->n; i++)
+        if (strcmp(ns->v[i], name) == 0) {
+            snprintf(err, errlen, "%sstream name \"%s\" is used twice: streams need unique "
+                     "names", where, name);
+            return -EEXIST;
+        }
+    char (*v)[STREAM_NAME_MAX] = realloc(ns->v, sizeof *v * (ns->n + 1));
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    ns->v = v;
+    snprintf(ns->v[ns->n++], STREAM_NAME_MAX, "%s", name);
+    return 0;
+}
+
+/* The names an ALSA stream publishes (known without opening it). */
+static int names_add_alsa(struct names *ns, const struct cfg *c, const struct cfg_stream *s,
+                          char *err, size_t errlen)
+{
+    char where[PATH_MAX + 200], name[STREAM_NAME_MAX];
+    int rc = 0;
+    stream_where(c, s, where, sizeof where);
+    for (unsigned ch = 0; rc == 0 && ch < (s->channels ? s->channels : 1); ch++) {
+        cfg_channel_name(s, ch, name, sizeof name);
+        rc = names_add(ns, name, where, err, errlen);
+    }
+    return rc;
+}
+
 /* Open a file stream once, as a reload or --check would run it, and close
- * it: the file exists, is audio and gives at least one window.  Fills
- * names (the streams it makes) when not NULL. */
+ * it: the file exists, is audio and gives at least one window; its stream
+ * names go into ns. */
 static int probe_file(const struct cfg *c, const struct cfg_stream *s, double model_rate,
-                      char *info, size_t infolen, char *err, size_t errlen)
+                      struct names *ns, char *info, size_t infolen, char *err, size_t errlen)
 {
     char where[PATH_MAX + 200], msg[1024];
     struct source tmp = { .cfg = s };
@@ -678,9 +719,14 @@ static int probe_file(const struct cfg *c, const struct cfg_stream *s, double mo
     rc = source_file_ops.open(&tmp, msg, sizeof msg);
     if (rc == 0) {
         rc = pipeline_check_source(model_rate, &tmp, msg, sizeof msg);
+        for (unsigned i = 0; rc == 0 && i < tmp.n_streams; i++)
+            if ((rc = names_add(ns, tmp.streams[i].name, where, err, errlen)) < 0)
+                msg[0] = '\0';
         if (info)
             source_file_ops.info(&tmp, info, infolen);
         source_file_ops.close(&tmp);
+        if (rc < 0 && !msg[0])
+            return rc;          /* err is complete */
     }
     if (rc < 0)
         snprintf(err, errlen, "%s%s", where, msg);
@@ -720,6 +766,7 @@ static void reload(struct daemon *d)
     net_model *nm = NULL;
     enum fate *fate = NULL;
     bool *gone = NULL, *fresh = NULL;
+    struct names names = { 0 };
     unsigned n_rm = 0, n_re = 0, n_fail = 0;
     int rc;
 
@@ -775,11 +822,20 @@ static void reload(struct daemon *d)
         }
         /* Files are opened once now, so that a missing or bad one refuses
          * the whole reload.  ALSA devices are opened only when the stream
-         * starts: a changed stream's device is still held by its old self. */
-        for (unsigned j = 0; j < nc.n_streams && rc == 0; j++)
-            if (fresh[j] && nc.streams[j].type == CFG_FILE)
-                rc = probe_file(&nc, &nc.streams[j], net_sample_rate(cur), NULL, 0,
+         * starts: a changed stream's device is still held by its old self.
+         * Every name published after the reload must be unique. */
+        for (unsigned i = 0; i < d->n_src && rc == 0; i++)
+            for (unsigned k = 0; !gone[i] && k < d->src[i]->src.n_streams && rc == 0; k++)
+                rc = names_add(&names, d->src[i]->src.streams[k].name, "", err, sizeof err);
+        for (unsigned j = 0; j < nc.n_streams && rc == 0; j++) {
+            if (!fresh[j])
+                continue;
+            if (nc.streams[j].type == CFG_FILE)
+                rc = probe_file(&nc, &nc.streams[j], net_sample_rate(cur), &names, NULL, 0,
                                 err, sizeof err);
+            else
+                rc = names_add_alsa(&names, &nc, &nc.streams[j], err, sizeof err);
+        }
     }
     if (rc < 0) {
         log_err("reload refused, running on as before: %s", err);
@@ -832,6 +888,7 @@ static void reload(struct daemon *d)
     if (!n_fail)
         snprintf(d->note, sizeof d->note, "reloaded");
 out:
+    free(names.v);
     net_destroy(nm);
     cfg_free(&nc);
     free(fate);
@@ -861,22 +918,26 @@ static int check(const struct cfg *c, const struct args *a)
     cfg_print_summary(c, stdout);
     describe_model(m, info, sizeof info);
     printf("%s\n", info);
-    for (unsigned i = 0; i < c->n_streams; i++) {
+    struct names names = { 0 };
+    for (unsigned i = 0; i < c->n_streams && rc == 0; i++) {
         const struct cfg_stream *s = &c->streams[i];
         if (s->type == CFG_FILE) {
-            rc = probe_file(c, s, net_sample_rate(m), info, sizeof info, err, sizeof err);
-            if (rc < 0) {
-                log_err("%s", err);
-                net_destroy(m);
-                return cfg_status(rc);
-            }
-            printf("  %s: %s\n", s->name, info);
+            rc = probe_file(c, s, net_sample_rate(m), &names, info, sizeof info, err, sizeof err);
+            if (rc == 0)
+                printf("  %s: %s\n", s->name, info);
         } else {
-            printf("  %s: ALSA device \"%s\" not opened by --check (opened when the "
-                   "stream starts)\n", s->name, s->device);
+            rc = names_add_alsa(&names, c, s, err, sizeof err);
+            if (rc == 0)
+                printf("  %s: ALSA device \"%s\" not opened by --check (opened when the "
+                       "stream starts)\n", s->name, s->device);
         }
     }
+    free(names.v);
     net_destroy(m);
+    if (rc < 0) {
+        log_err("%s", err);
+        return cfg_status(rc);
+    }
     printf("configuration OK\n");
     return EX_OK_;
 }
