@@ -19,7 +19,10 @@ What must hold:
   4. a device unplugged mid-run comes back (one gap), while another device's
      stream never stops;
   5. a device refusing the configured rate and format stops the start-up with
-     a message naming the device, what was asked and what it offers.
+     a message naming the device, what was asked and what it offers;
+  6. with the workers stalled for good (TRIDENT_TEST_STALL_AFTER) and an
+     unpaced device, the daemon stays up and its memory bounded.
+The unit test tests/unit/test_alsa_source.c checks the drop counts themselves.
 """
 import glob
 import json
@@ -152,7 +155,8 @@ def check_build(build):
                     f'pcm.tnarrow {{ type trident_test rates "8000,48000" formats S16_LE }}\n'
                     f'pcm.tunplug {{ type trident_test file "{raw}" channels 2 '
                     f'unplug_file "{gone}" }}\n'
-                    f'pcm.tother {{ type trident_test file "{raw}" channels 1 }}\n')
+                    f'pcm.tother {{ type trident_test file "{raw}" channels 1 }}\n'
+                    f'pcm.tfast {{ type trident_test file "{raw}" channels 2 paced no }}\n')
         env = dict(os.environ)
         env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{alsa_conf}"
 
@@ -274,6 +278,31 @@ def check_build(build):
                len(o) > 50 and not any(m["gap"] for m in o) and np.abs(od).max() < 1e-3
                and ot[0] < t_unplug[0] and ot[-1] > t_unplug[1],
                f"{len(o)} windows, worst step {np.abs(od).max():.4f} s")
+
+        # 6. Workers stall for good (the pipeline's test hook) while an
+        # unpaced device delivers as fast as it can: the daemon stays up and
+        # its memory stays what it was once the rings filled.
+        conf = daemon_conf(tmp, model, f'{{ name = "f"; type = "alsa"; device = "tfast"; '
+                           f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {hop}; }}')
+        senv = dict(env, TRIDENT_TEST_STALL_AFTER="4")
+        p = subprocess.Popen([binary, "-c", conf], env=senv, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        rss = []
+        for _ in range(6):
+            time.sleep(0.5)
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    rss += [int(line.split()[1]) for line in f if line.startswith("VmRSS:")]
+            except OSError:
+                break
+        alive = p.poll() is None
+        p.kill()
+        _, err = p.communicate(timeout=20)
+        ok("stalled workers: the daemon keeps running", alive and len(rss) == 6,
+           err.decode(errors="replace")[-400:])
+        tap.note(f"{tag}: stalled workers: VmRSS kB every 0.5 s: {rss}")
+        ok("stalled workers: memory bounded", len(rss) == 6 and rss[-1] - rss[1] < 4096,
+           f"VmRSS kB over 3 s: {rss}")
 
         # 5. A device that refuses the configured rate and format: start-up
         # fails, naming the device, what was asked and what it offers.
