@@ -352,7 +352,11 @@ static int build_cfg(struct args *a, struct cfg *c)
         const char *path = a->config ? a->config : CFG_DEFAULT_FILE;
         rc = cfg_load(path, c, err, sizeof err);
         if (rc < 0) {
-            log_err("%s", err);
+            if (rc == -ENOENT && !a->config)
+                log_err("%s (give one with -c FILE, or classify files with --replay FILE...)",
+                        err);
+            else
+                log_err("%s", err);
             return cfg_status(rc);
         }
         rc = cfg_apply_cli(c, &a->cli, err, sizeof err);
