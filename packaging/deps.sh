@@ -14,7 +14,9 @@ libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev"
 pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils"
 pkgs_demo="python3"
 pkgs_sanitize="clang libclang-rt-14-dev"
-pkgs_deb="debhelper devscripts lintian fakeroot systemd"
+# procps: /bin/kill, the unit's ExecReload, which systemd-analyze verify
+# (tests/integration/test_unit.sh) checks is executable; absent from minbase.
+pkgs_deb="debhelper devscripts lintian fakeroot systemd procps"
 
 want=""
 for set in "$@"; do
