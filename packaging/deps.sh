@@ -13,6 +13,10 @@ pkgs_build="build-essential pkg-config libasound2-dev libzmq3-dev libconfig-dev 
 libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev"
 pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils"
 pkgs_demo="python3"
+# PyTorch at its best: without OpenBLAS, Debian's torch runs its batch-1
+# convolutions on netlib's reference BLAS (about 4x slower here), which would
+# flatter trident's ratios in make bench.
+pkgs_bench="libopenblas0-pthread"
 pkgs_sanitize="clang libclang-rt-14-dev"
 # procps: /bin/kill, the unit's ExecReload, which systemd-analyze verify
 # (tests/integration/test_unit.sh) checks is executable; absent from minbase.
@@ -24,6 +28,7 @@ for set in "$@"; do
     build)    want="$want $pkgs_build" ;;
     test)     want="$want $pkgs_test" ;;
     demo)     want="$want $pkgs_demo" ;;
+    bench)    want="$want $pkgs_bench" ;;
     sanitize) want="$want $pkgs_sanitize" ;;
     deb)      want="$want $pkgs_deb" ;;
     *) echo "deps.sh: unknown package set '$set'" >&2; exit 64 ;;
