@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — make sure the Debian packages a make target needs are installed.
 #
-#   packaging/deps.sh SET...      SET: build test demo sanitize deb
+#   packaging/deps.sh SET...      SET: build test demo bench sanitize deb
 #
 # Missing packages are installed with apt-get when run as root; otherwise the
 # script prints the exact apt-get line and exits 1.  It is called by the
