@@ -164,9 +164,12 @@ static const struct key keys[] = {
       .doc = "Sample format asked of the device; integers are scaled to "
              "[-1, 1) (S16: x / 32768)." },
     { "period", K_UINT, S(SC_ALSA, period), .lo = 0, .hi = 1 << 22, .idef = 0,
-      .doc = "ALSA period size in frames; 0 lets the device choose." },
+      .doc = "ALSA period size in frames, asked of the device (it grants the "
+             "nearest it can; the log says what); 0: 20 ms (rate / 50)." },
     { "buffer", K_UINT, S(SC_ALSA, buffer), .lo = 0, .hi = 1 << 24, .idef = 0,
-      .doc = "ALSA buffer size in frames; 0 lets the device choose." },
+      .doc = "ALSA buffer size in frames, asked of the device (it grants the "
+             "nearest it can; the log says what); 0: 4 periods or half a "
+             "second (rate / 2), whichever is longer." },
     { "rt_priority", K_INT, S(SC_ALSA, rt_priority), .lo = 0, .hi = 99, .idef = 0,
       .doc = "SCHED_FIFO priority of the capture thread (1-99); 0 keeps the "
              "normal scheduler. Needs RLIMIT_RTPRIO (the unit sets LimitRTPRIO)." },

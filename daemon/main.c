@@ -28,12 +28,14 @@
  *     notice.  READY=1 in both cases, with a STATUS= that says how it went.
  *   SIGPIPE is ignored.
  *
- * The main loop wakes every 20 ms: it reloads when asked, sends STATUS=
- * (streams, windows/s, drops) every few seconds, frees models no window
- * uses any more, and pings the watchdog only when the pipeline proved
- * progress (notify.h: windows published since the last ping, or nothing
- * pending) — a timer alone never pings, so a stuck worker or publisher
- * stops the pings and systemd restarts the daemon.
+ * The main loop wakes every 20 ms: it reloads when asked, logs a device
+ * that went (a stream `down`) or came back, sends STATUS= (streams, how many
+ * down, windows/s, drops) every few seconds and at once when a device went
+ * or came back, frees models no window uses any more, and pings the
+ * watchdog only when the pipeline proved progress (notify.h: windows
+ * published since the last ping, or nothing pending) — a timer alone never
+ * pings, so a stuck worker or publisher stops the pings and systemd
+ * restarts the daemon.
  *
  * Each running source owns a copy of its stream's configuration (struct
  * run_src), so the struct cfg read at start-up or at a reload can be freed
@@ -504,6 +506,10 @@ struct run_src {
     struct cfg    own;          /* one stream; src.cfg points at own.streams[0] */
     bool          added;        /* its streams are in the pipeline */
     bool          started;
+    /* What the main loop last saw of its device (watch_devices()). */
+    bool          down;
+    uint64_t      reopens;
+    uint64_t      down_us;      /* when it was seen going down */
 };
 
 static void run_src_free(struct run_src *r)
@@ -553,16 +559,65 @@ struct daemon {
     char             note[256];      /* how the last reload went, for STATUS= */
 };
 
+/* Is any stream of r down (its device gone, the source reopening it)?
+ * Acquire: pairs with the source's release of `down`, so that a device seen
+ * back comes with its new `reopens` count. */
+static bool src_down(const struct run_src *r)
+{
+    for (unsigned k = 0; k < r->src.n_streams; k++)
+        if (atomic_load_explicit(&r->src.streams[k].down, memory_order_acquire))
+            return true;
+    return false;
+}
+
 static void send_status(struct daemon *d)
 {
-    unsigned n = pipeline_streams(d->pl);
-    notify_status("%u stream%s, %.1f windows/s, %" PRIu64 " dropped, model %s%s%s", n,
-                  n == 1 ? "" : "s", d->rate, pipeline_dropped(d->pl),
+    unsigned n = pipeline_streams(d->pl), down = 0;
+    char downs[32] = "";
+    for (unsigned i = 0; i < d->n_src; i++)
+        for (unsigned k = 0; k < d->src[i]->src.n_streams; k++)
+            down += atomic_load_explicit(&d->src[i]->src.streams[k].down, memory_order_relaxed);
+    if (down)
+        snprintf(downs, sizeof downs, " (%u down)", down);
+    notify_status("%u stream%s%s, %.1f windows/s, %" PRIu64 " dropped, model %s%s%s", n,
+                  n == 1 ? "" : "s", downs, d->rate, pipeline_dropped(d->pl),
                   net_digest(pipeline_model(d->pl)), d->note[0] ? "; " : "", d->note);
 }
 
+/* Capture threads never log: say here when a device goes and comes back
+ * (polled every tick, so an absence shorter than a tick shows only as a
+ * reopen).  true if anything changed. */
+static bool watch_devices(struct daemon *d, uint64_t now)
+{
+    bool changed = false;
+    for (unsigned i = 0; i < d->n_src; i++) {
+        struct run_src *r = d->src[i];
+        if (!r->src.n_streams)
+            continue;
+        bool down = src_down(r);
+        uint64_t reopens = atomic_load_explicit(&r->src.streams[0].reopens, memory_order_relaxed);
+        const char *name = r->src.cfg->name, *dev = r->src.cfg->device;
+        if (down && !r->down) {
+            log_warn("stream \"%s\": device \"%s\" is gone: reopening it with back-off "
+                     "(the other streams go on)", name, dev);
+            r->down_us = now;
+        } else if (!down && r->down) {
+            log_info("stream \"%s\": device \"%s\" is back after %.1f s (reopened %" PRIu64
+                     " time%s)", name, dev, (double)(now - r->down_us) / 1e6, reopens,
+                     reopens == 1 ? "" : "s");
+        } else if (!down && reopens != r->reopens) {
+            log_warn("stream \"%s\": device \"%s\" was gone briefly and is back (reopened %"
+                     PRIu64 " time%s)", name, dev, reopens, reopens == 1 ? "" : "s");
+        }
+        changed |= down != r->down || reopens != r->reopens;
+        r->down = down;
+        r->reopens = reopens;
+    }
+    return changed;
+}
+
 /* Everything the main loop does when it wakes: the watchdog (only on
- * progress), STATUS=, freeing unused models. */
+ * progress), devices gone or back, STATUS=, freeing unused models. */
 static void tick(struct daemon *d)
 {
     uint64_t now = notify_now_us();
@@ -571,12 +626,15 @@ static void tick(struct daemon *d)
         if (rc < 0)
             log_warn("watchdog notification failed: %s", strerror(-rc));
     }
+    bool devices = watch_devices(d, now);
     if (now - d->status_us >= STATUS_US) {
         uint64_t w = pipeline_published(d->pl);
         d->rate = (double)(w - d->status_windows) * 1e6 / (double)(now - d->status_us);
         d->status_windows = w;
         d->status_us = now;
         send_status(d);
+    } else if (devices) {
+        send_status(d);         /* a device went or came back: say so now */
     }
     pipeline_reap(d->pl);
 }

@@ -38,7 +38,9 @@
  * Publisher thread: sends slot `tail` once done, accounts latency into
  * fixed histograms (the interval's and each stream's), and every
  * stats_interval seconds formats a "_stats" object into a buffer that grows
- * only when streams were added.
+ * only when streams were added.  Per stream it says windows, samples,
+ * dropped, xruns, eof, down (its device is gone, the source reopening it)
+ * and reopens (times it came back).
  */
 #include "pipeline.h"
 
@@ -760,7 +762,7 @@ static void json_fmt(char *buf, size_t len, size_t *pos, const char *fmt, ...)
 /* Room for every stream's line with a fully escaped name. */
 static size_t stats_size(unsigned n_streams)
 {
-    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 200);
+    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 256);
 }
 
 static void publish_stats(pipeline *p, double uptime)
@@ -792,11 +794,14 @@ static void publish_stats(pipeline *p, double uptime)
         json_fmt(b, len, &pos, "%s{\"stream\":", i ? "," : "");
         json_str(b, len, &pos, ps->st->name);
         json_fmt(b, len, &pos, ",\"windows\":%" PRIu64 ",\"samples\":%" PRIu64
-                 ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64 ",\"eof\":%s}",
+                 ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64 ",\"eof\":%s"
+                 ",\"down\":%s,\"reopens\":%" PRIu64 "}",
                  ps->published, atomic_load_explicit(&ps->st->written, memory_order_relaxed),
                  atomic_load_explicit(&ps->st->dropped, memory_order_relaxed),
                  atomic_load_explicit(&ps->st->xruns, memory_order_relaxed),
-                 atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false");
+                 atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
+                 atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
+                 atomic_load_explicit(&ps->st->reopens, memory_order_relaxed));
     }
     uint64_t depth = p->head - p->tail;
     pthread_mutex_unlock(&p->mu);

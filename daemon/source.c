@@ -1,12 +1,16 @@
 /* source.c — what every source shares: a stream's ring, counters and clock.
  *
- * The clock is a seqlock with one writer (the capture thread) and any number
- * of readers (the windower).  The writer makes `seq` odd, stores the anchor,
- * and makes `seq` even again; a reader retries while `seq` is odd or changed
- * under it.  Every field is an atomic, so there is no data race for TSan to
- * see even on a torn read; the fences order the field accesses against the
- * `seq` accesses (the classic C11 seqlock, see Boehm, "Can seqlocks get along
- * with programming language memory models?", 2012).
+ * The clock is a small history of anchors behind one seqlock, with one
+ * writer (the capture thread) and one reader (the windower; tests may add
+ * more).  The writer makes `seq` odd, stores the next anchor (overwriting
+ * the oldest of STREAM_CLOCK_HIST) and the count `n`, and makes `seq` even
+ * again; a reader retries while `seq` is odd or changed under it.  One
+ * seqlock over the whole array is enough: anchors are rare (a discontinuity,
+ * a drift step), so a reader almost never retries, and a lookup scans at
+ * most STREAM_CLOCK_HIST entries.  Every field is an atomic, so there is no
+ * data race for TSan to see even on a torn read; the fences order the field
+ * accesses against the `seq` accesses (the classic C11 seqlock, see Boehm,
+ * "Can seqlocks get along with programming language memory models?", 2012).
  */
 #include "source.h"
 
@@ -30,9 +34,13 @@ int stream_init(struct stream *st, const char *name, double rate, unsigned hop,
     atomic_init(&st->xruns, 0);
     atomic_init(&st->eof, false);
     atomic_init(&st->down, false);
+    atomic_init(&st->reopens, 0);
     atomic_init(&st->clock.seq, 0);
-    atomic_init(&st->clock.pos, 0);
-    atomic_init(&st->clock.t_ns, 0);
+    atomic_init(&st->clock.n, 0);
+    for (unsigned i = 0; i < STREAM_CLOCK_HIST; i++) {
+        atomic_init(&st->clock.a[i].pos, 0);
+        atomic_init(&st->clock.a[i].t_ns, 0);
+    }
     for (unsigned i = 0; i < STREAM_GAPQ; i++)
         atomic_init(&st->gap_q[i], 0);
     atomic_init(&st->gap_head, 0);
@@ -53,15 +61,20 @@ void stream_fini(struct stream *st)
 void stream_clock_set(struct stream *st, uint64_t pos, int64_t t_ns)
 {
     struct stream_clock *c = &st->clock;
+    /* seq and n are this thread's own: relaxed loads are enough. */
     uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
 
     atomic_store_explicit(&c->seq, s + 1, memory_order_relaxed);
     /* The odd seq must be visible before any new field value: a reader that
-     * sees a new field then sees seq changed and retries. */
+     * sees a new field (this fence pairs with the reader's acquire fence)
+     * then sees seq changed and retries. */
     atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&c->pos, pos, memory_order_relaxed);
-    atomic_store_explicit(&c->t_ns, t_ns, memory_order_relaxed);
-    /* Release: the fields are written before seq is even again. */
+    atomic_store_explicit(&c->a[n % STREAM_CLOCK_HIST].pos, pos, memory_order_relaxed);
+    atomic_store_explicit(&c->a[n % STREAM_CLOCK_HIST].t_ns, t_ns, memory_order_relaxed);
+    atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+    /* Release: the fields are written before seq is even again (pairs with
+     * the reader's acquire load of seq). */
     atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
 
@@ -78,16 +91,29 @@ double stream_time(const struct stream *st, uint64_t pos)
         s1 = atomic_load_explicit(&c->seq, memory_order_acquire);
         if (s1 & 1)
             continue;               /* a write is under way; it is short */
-        pos0 = atomic_load_explicit(&c->pos, memory_order_relaxed);
-        t_ns = atomic_load_explicit(&c->t_ns, memory_order_relaxed);
-        /* The field loads complete before seq is read again. */
+        uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
+        uint32_t kept = n < STREAM_CLOCK_HIST ? n : STREAM_CLOCK_HIST;
+        pos0 = 0;
+        t_ns = 0;
+        /* Newest first: the first anchor at or before pos is the one whose
+         * stretch of the timeline holds pos.  None: the oldest kept one. */
+        for (uint32_t k = 1; k <= kept; k++) {
+            uint32_t i = (n - k) % STREAM_CLOCK_HIST;
+            pos0 = atomic_load_explicit(&c->a[i].pos, memory_order_relaxed);
+            t_ns = atomic_load_explicit(&c->a[i].t_ns, memory_order_relaxed);
+            if (pos0 <= pos)
+                break;
+        }
+        /* Acquire: the field loads complete before seq is read again (pairs
+         * with the writer's release fence: a field value from a newer write
+         * comes with that write's odd seq). */
         atomic_thread_fence(memory_order_acquire);
         s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
         if (s1 == s2)
             break;
     }
-    /* pos may precede the anchor (a window begun before a re-anchor):
-     * the signed difference handles it. */
+    /* pos may precede the anchor (older than every kept anchor): the signed
+     * difference handles it. */
     return (double)t_ns / 1e9 + (double)(int64_t)(pos - pos0) / st->rate;
 }
 

@@ -16,9 +16,16 @@
  *     discontinuity.  A source that only bumps `dropped` still works: the
  *     pipeline then flags the next window it cuts (which may be off by a
  *     window when the loss happened just after that window's end);
- *   - `clock`: a seqlock anchor (ring position, Unix time in ns) from which
- *     the time of any later sample is pos_time = t_ns + (pos - pos0) / rate;
- *     the source re-anchors after any discontinuity;
+ *   - `clock`: anchors (ring position pos0, Unix time t_ns of that sample)
+ *     behind one seqlock; the time of a sample is t_ns + (pos - pos0) / rate
+ *     from the newest anchor with pos0 <= pos.  The source re-anchors after
+ *     any discontinuity; the last STREAM_CLOCK_HIST anchors are kept, so a
+ *     window that begins before a re-anchor but is cut after it (the backlog
+ *     of a full ring, an xrun) still gets the time of its own side of the
+ *     gap.  A position older than every kept anchor is extrapolated back
+ *     from the oldest one;
+ *   - `down`, `reopens`: the device is gone and being reopened; times it
+ *     came back.  The main loop polls them (capture threads never log);
  *   - `eof`: set (release) after the last write; the pipeline drains the ring
  *     and ends the stream.
  * After each write the capture thread calls source_wake() (a sem_post: never
@@ -39,10 +46,16 @@
 #define STREAM_NAME_MAX 128
 #define STREAM_GAPQ     8
 
+#define STREAM_CLOCK_HIST 8
+
 struct stream_clock {
     _Atomic uint32_t seq;        /* odd while being written */
-    _Atomic uint64_t pos;        /* stream sample index (as counted by `written`) */
-    _Atomic int64_t  t_ns;       /* Unix time of that sample, ns */
+    _Atomic uint32_t n;          /* anchors ever set: the newest is a[(n - 1) % HIST] */
+    struct {
+        _Atomic uint64_t pos;    /* stream sample index (as counted by `written`),
+                                  * never decreasing from one anchor to the next */
+        _Atomic int64_t  t_ns;   /* Unix time of that sample, ns */
+    } a[STREAM_CLOCK_HIST];
 };
 
 struct stream {
@@ -55,6 +68,7 @@ struct stream {
     _Atomic uint64_t  xruns;     /* producer: device overruns so far */
     _Atomic bool      eof;       /* producer: no more samples will come */
     _Atomic bool      down;      /* producer: device gone, reopening */
+    _Atomic uint64_t  reopens;   /* producer: times the device came back */
     struct stream_clock clock;
     /* Where the discontinuities are: an SPSC queue of positions (in
      * `written` counts: the first sample written after each loss), filled
@@ -99,8 +113,10 @@ extern const struct source_ops source_alsa_ops;
 int  stream_init(struct stream *st, const char *name, double rate, unsigned hop,
                  uint32_t ring_capacity);
 void stream_fini(struct stream *st);
+/* Producer: sample `pos` (>= every earlier anchor's) was captured at t_ns. */
 void stream_clock_set(struct stream *st, uint64_t pos, int64_t t_ns);
-/* Consumer: Unix time in seconds of stream sample `pos` (at the stream rate). */
+/* Consumer: Unix time in seconds of stream sample `pos` (at the stream rate),
+ * from the newest anchor at or before pos (0 + pos / rate before any). */
 double stream_time(const struct stream *st, uint64_t pos);
 /* Producer (capture thread): n samples were lost just before the next
  * sample this stream writes.  Records the position, then adds n to `dropped`

@@ -468,7 +468,9 @@ static bool reopen(struct alsa_src *a)
         if (e == 0 && (e = snd_pcm_start(pcm)) == 0) {
             a->pcm = pcm;
             atomic_fetch_add_explicit(&a->reopens, 1, memory_order_relaxed);
-            set_down(a, false);
+            for (unsigned i = 0; i < a->src->n_streams; i++)
+                atomic_fetch_add_explicit(&a->src->streams[i].reopens, 1, memory_order_relaxed);
+            set_down(a, false);     /* release: whoever sees it up sees the count */
             return true;
         }
         if (pcm)

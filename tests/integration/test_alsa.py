@@ -15,9 +15,11 @@ What must hold:
   2. a paced capture publishes windows whose t advance by hop/rate (within
      1 ms), at the device's rate, without gaps;
   3. after a forced overrun a window says "gap": true, _stats count the xrun
-     and the lost samples, and capture goes on;
+     and the lost samples, capture goes on, and the windows up to the gap
+     keep t advancing by hop/rate (a re-anchor must not move them);
   4. a device unplugged mid-run comes back (one gap), while another device's
-     stream never stops;
+     stream never stops; meanwhile _stats say it is down, the log says when it
+     went and came back, and STATUS= counts the streams down;
   5. a device refusing the configured rate and format stops the start-up with
      a message naming the device, what was asked and what it offers;
   6. with the workers stalled for good (TRIDENT_TEST_STALL_AFTER) and an
@@ -29,6 +31,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +62,28 @@ def recording():
         tap.note(f"no CWRU recordings in {harness.CWRU}: noise instead")
         x = np.random.default_rng(5).standard_normal((8 * RATE, 2)) * 0.1
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
+
+
+class NotifySocket:
+    """Plays systemd's notify socket: collects the daemon's sd_notify datagrams."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setblocking(False)
+
+    def messages(self):
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(65536).decode(errors="replace"))
+            except BlockingIOError:
+                return out
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
 
 
 def run_daemon(binary, conf, env, seconds, want=None):
@@ -119,6 +144,12 @@ def last_stats(msgs, stream):
             if s.get("stream") == stream:
                 return s
     return {}
+
+
+def stats_of(msgs, stream):
+    """[(t of the _stats message, the stream's entry)] in order."""
+    return [(m["t"], s) for m in msgs if isinstance(m.get("streams"), list)
+            for s in m["streams"] if s.get("stream") == stream]
 
 
 def check_build(build):
@@ -241,6 +272,17 @@ def check_build(build):
                 jump = float(np.max(np.diff([m["t"] for m in w]))) - hop / RATE
                 ok(f"overrun channel {ch}: t jumps by the lost time", 0.3 < jump < 1.5,
                        f"jump {jump:.4f} s")
+            if len(gaps) == 1:
+                # Windows that begin before the gap (the gap window too: it
+                # is cut after the clock was re-anchored) keep the timeline
+                # of the first window.
+                pre = w[:gaps[0] + 1]
+                off = [m["t"] - pre[0]["t"] - (m["sample"] - pre[0]["sample"]) / RATE
+                       for m in pre]
+                worst = float(np.max(np.abs(off)))
+                ok(f"overrun channel {ch}: windows up to the gap advance by hop/rate from "
+                   f"the first (within 1 ms)", len(pre) > 10 and worst < 1e-3,
+                   f"{len(pre)} windows, worst {worst:.4f} s")
 
         # 4. Unplugged for a second, then back: that stream resumes after one
         # gap; the other device's stream never stops.
@@ -248,7 +290,8 @@ def check_build(build):
                            f'{{ name = "u"; type = "alsa"; device = "tunplug"; rate = {RATE}; '
                            f'channels = 2; format = "S16_LE"; hop = {hop}; }},\n'
                            f'{{ name = "o"; type = "alsa"; device = "tother"; rate = {RATE}; '
-                           f'channels = 1; format = "S16_LE"; hop = {hop}; }}')
+                           f'channels = 1; format = "S16_LE"; hop = {hop}; }}', stats=0.2)
+        notify = NotifySocket(os.path.join(tmp, "notify"))
         t_unplug = [0.0, 0.0]
 
         def unplug(msgs, t0=time.monotonic()):
@@ -260,17 +303,41 @@ def check_build(build):
                 os.unlink(gone)
                 t_unplug[1] = time.time()
             return False
-        msgs, err, rc = run_daemon(binary, conf, env, 4.0, unplug)
+        msgs, err, rc = run_daemon(binary, conf, dict(env, NOTIFY_SOCKET=notify.path), 4.0,
+                                   unplug)
+        status = [m for m in notify.messages() if m.startswith("STATUS=")]
+        notify.close()
         if os.path.exists(gone):
             os.unlink(gone)
         ok("unplug: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
+        # Reported, not silent: _stats, the log and STATUS= say it is down.
+        su, so = stats_of(msgs, "u/0"), stats_of(msgs, "o")
+        away = [s for t, s in su if t_unplug[0] + 0.3 < t < t_unplug[1]]
+        ok("unplug: _stats say down while it is away",
+           away and all(s.get("down") is True for s in away),
+           f"{len(su)} _stats; while away: {[s.get('down') for s in away]}")
+        ok("unplug: _stats say up again afterwards, reopened once",
+           su and su[-1][1].get("down") is False and su[-1][1].get("reopens") == 1
+           and su[0][1].get("down") is False, f"first {su[:1]}, last {su[-1:]}")
+        ok("unplug: the other stream's _stats never say down",
+           so and all(s.get("down") is False and s.get("reopens") == 0 for _, s in so),
+           f"{[s.get('down') for _, s in so]}")
+        ok("unplug: the main loop logs the device gone, then back",
+           'stream "u": device "tunplug" is gone' in err
+           and 'stream "u": device "tunplug" is back after' in err
+           and err.index('is gone') < err.index('is back after'), err[-600:])
+        ok("unplug: STATUS= says 2 streams down while away, none once back",
+           any("(2 down)" in m for m in status) and status and "down" not in status[-1],
+           str(status))
         u, o = windows_of(msgs, "u/0"), windows_of(msgs, "o")
         ug = [i for i, m in enumerate(u) if m["gap"]]
         ok("unplug: the stream comes back after one gap",
                len(ug) == 1 and len(u) - ug[0] > 10 and u[-1]["t"] > t_unplug[1],
                f"{len(u)} windows, gaps at {ug}; {err[-300:]}")
         if len(ug) == 1 and ug[0] > 0:
-            away = u[ug[0]]["t"] - u[ug[0] - 1]["t"]
+            # The gap window begins before the gap (on the old timeline):
+            # the jump is where the windows begin after it.
+            away = float(np.max(np.diff([m["t"] for m in u]))) - hop / RATE
             ok("unplug: t jumps by the time it was away", 0.8 < away < 2.5, f"{away:.3f} s")
         ot = np.array([m["t"] for m in o])
         od = np.diff(ot) - hop / RATE if len(ot) > 1 else np.array([1.0])

@@ -461,6 +461,58 @@ TEST(refused_parameters)
     free(c);
 }
 
+/* (d') period and buffer 0: the source asks for 20 ms periods and a buffer
+ * of 4 periods or half a second, whichever is longer, and the documentation
+ * (the key table, hence trident.conf and --help) says so. */
+TEST(default_period_buffer)
+{
+    static const struct { unsigned rate, period, want_p, want_b; } cases[] = {
+        { 48000, 0, 960, 24000 },       /* 20 ms; 0.5 s > 4 periods */
+        { 48000, 8000, 8000, 32000 },   /* 4 periods > 0.5 s */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cap *c = calloc(1, sizeof *c);
+        cap_init(c, "d", "tpaced", cases[i].rate, 2, "S16_LE", 0);
+        c->cfg.period = cases[i].period;
+        c->cfg.buffer = 0;
+        int e = cap_open(c);
+        CHECKF(e == 0, "%s", c->err);
+        if (e == 0) {
+            char info[512], want[64];
+            c->src.ops->info(&c->src, info, sizeof info);
+            printf("# %s\n", info);
+            snprintf(want, sizeof want, "period %u, buffer %u frames", cases[i].want_p,
+                     cases[i].want_b);
+            CHECKF(strstr(info, want), "want \"%s\" in: %s", want, info);
+        }
+        cap_done(c);
+        free(c);
+    }
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&doc, &len);
+    REQUIRE(m);
+    cfg_write_example(m);
+    fclose(m);
+    const char *p = strstr(doc, "#   period ("), *b = strstr(doc, "#   buffer (");
+    CHECKF(p && b && b > p, "period and buffer not documented in cfg_write_example()");
+    if (p && b && b > p) {
+        /* up to the next key line ("#   key (...)"; its text is indented further) */
+        const char *end = b + 1;
+        while ((end = strstr(end, "\n#   ")) && end[5] == ' ')
+            end++;
+        size_t pl = (size_t)(b - p), bl = end ? (size_t)(end - b) : strlen(b);
+        char *pd = strndup(p, pl), *bd = strndup(b, bl);
+        CHECKF(strstr(pd, "20 ms") && strstr(pd, "rate / 50") && !strstr(pd, "device choose"),
+               "period's documentation: %s", pd);
+        CHECKF(strstr(bd, "4 periods") && strstr(bd, "rate / 2") && !strstr(bd, "device choose"),
+               "buffer's documentation: %s", bd);
+        free(pd);
+        free(bd);
+    }
+    free(doc);
+}
+
 /* (e) Unplugged mid-run, then back: `down` goes up and down again, capture
  * resumes with the loss counted, and another source never stops. */
 TEST(unplug_replug)
@@ -507,6 +559,8 @@ TEST(unplug_replug)
         u->src.ops->info(&u->src, info, sizeof info);
         printf("# %s\n", info);
         CHECK(strstr(info, "reopened 1"));
+        CHECK(ld(&u->src.streams[0].reopens) == 1 && ld(&u->src.streams[1].reopens) == 1);
+        CHECK(ld(&o->src.streams[0].reopens) == 0);
     }
     consumer_stop();
     unlink(path_gone);
@@ -668,6 +722,7 @@ int main(int argc, char **argv)
     RUN(paced_capture_clock);
     RUN(overrun_counted);
     RUN(refused_parameters);
+    RUN(default_period_buffer);
     RUN(unplug_replug);
     RUN(stalled_consumer);
     teardown();
