@@ -115,5 +115,12 @@ uint64_t rs_out_len(double in_rate, double out_rate, uint64_t n)
     if (in_rate == out_rate)
         return n;
     /* The same expression soxr uses to end its output on flush. */
-    return (uint64_t)((double)n / (in_rate / out_rate) + .5);
+    double v = (double)n / (in_rate / out_rate) + .5;
+    /* Converting a double outside [0, 2^64) to uint64_t is undefined: clamp
+     * (only reachable with absurd rate ratios or a NaN rate). */
+    if (!(v >= 0))
+        return 0;
+    if (v >= 0x1p64)
+        return UINT64_MAX;
+    return (uint64_t)v;
 }

@@ -55,7 +55,8 @@ long       rs_process(resampler *r, const float *in, size_t n, float *out, size_
 /* End of input: returns the remaining outputs (0 when drained). */
 long       rs_flush(resampler *r, float *out, size_t out_cap);
 
-/* Total outputs for n inputs once flushed (the rule above). */
+/* Total outputs for n inputs once flushed (the rule above), clamped to
+ * UINT64_MAX when the rule's value does not fit (absurd rate ratios). */
 uint64_t   rs_out_len(double in_rate, double out_rate, uint64_t n);
 
 #endif

@@ -42,6 +42,8 @@
 
 #define HEADER_MAX (100u << 20)     /* a real header is a few KiB */
 #define TENSOR_ALIGN 16             /* floats: 64 bytes */
+#define RATE_MIN 1                  /* trident.sample_rate bounds, Hz: see FORMAT.md */
+#define RATE_MAX 10000000
 
 /* safetensors dtypes and their sizes; only the float ones can be weights */
 static const struct dtype {
@@ -344,9 +346,15 @@ static int read_metadata(struct loader *L, net_model *m, json_t *md)
                 char *end;
                 errno = 0;
                 double r = strtod(s, &end);
+                /* Bounded so that rate ratios, output lengths (rs_out_len) and
+                 * resampler buffer sizes stay far from overflow; 1 Hz to
+                 * 10 MHz covers vibration, audio and fast DAQs alike. */
                 if (end == s || *end || errno || !isfinite(r) || r <= 0)
                     return fail(L, -EINVAL, "__metadata__ trident.sample_rate \"%.40s\" is "
                                 "not a positive number (Hz)", s);
+                if (r < RATE_MIN || r > RATE_MAX)
+                    return fail(L, -EINVAL, "__metadata__ trident.sample_rate \"%.40s\" is "
+                                "outside %d to %d Hz", s, RATE_MIN, RATE_MAX);
                 m->sample_rate = r;
             } else if (strcmp(key, "trident.normalize") == 0) {
                 if (norm_parse(s, &m->norm) < 0)

@@ -279,6 +279,12 @@ def main():
                             (dict(md, **{"trident.sample_rate": "fast"}), ["trident.sample_rate"]),
                             (dict(md, **{"trident.sample_rate": "-8000"}), ["trident.sample_rate"]),
                             (dict(md, **{"trident.sample_rate": "0"}), ["trident.sample_rate"]),
+                            (dict(md, **{"trident.sample_rate": "1e30"}),
+                             ["trident.sample_rate", "1e30", "10000000"]),
+                            (dict(md, **{"trident.sample_rate": "10000000.5"}),
+                             ["trident.sample_rate", "10000000"]),
+                            (dict(md, **{"trident.sample_rate": "0.5"}),
+                             ["trident.sample_rate", "0.5"]),
                             (dict(md, **{"trident.sample_rate": 12000}),
                              ["trident.sample_rate", "not a string"]),
                             (["trident.classes"], ["__metadata__", "not a JSON object"])):

@@ -231,6 +231,17 @@ TEST(equal_rates_pass_through)
     free(y);
 }
 
+/* Rates far apart (a model's trident.sample_rate is bounded by the loader,
+ * but rs_out_len() must not rely on it): the double result beyond 2^64 is
+ * clamped instead of converted (undefined behaviour in C). */
+TEST(out_len_clamped)
+{
+    CHECK(rs_out_len(1, 1e30, 1000) == UINT64_MAX);
+    CHECK(rs_out_len(1, 1e7, UINT64_MAX) == UINT64_MAX);
+    CHECK(rs_out_len(1e7, 1, UINT64_MAX) == (uint64_t)(18446744073709551616.0 / 1e7 + .5));
+    CHECK(rs_out_len(1e30, 1, 1000) == 0);
+}
+
 TEST(bad_rates_refused)
 {
     char err[100] = "";
@@ -249,6 +260,7 @@ int main(void)
     RUN(chunking_independent);
     RUN(out_cap_rule_never_holds_back);
     RUN(equal_rates_pass_through);
+    RUN(out_len_clamped);
     RUN(bad_rates_refused);
     return TEST_END();
 }
