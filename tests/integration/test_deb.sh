@@ -53,6 +53,10 @@ grep -qxF /etc/trident/trident.conf "$tmp/control/conffiles" 2>/dev/null &&
 grep -q 'systemctl\|deb-systemd' "$tmp/control/postinst" 2>/dev/null &&
     ok "postinst enables the unit (dh_installsystemd)" || fail "postinst does not handle the unit"
 
+# The unit's ExecReload runs /bin/kill, which procps ships (not Essential).
+dpkg-deb -f "$deb" Depends | grep -qw procps &&
+    ok "package depends on procps (/bin/kill for ExecReload)" || fail "package does not depend on procps"
+
 dpkg-deb -x "$deb" "$tmp/root"
 cmp -s "$tmp/root/etc/trident/trident.conf" config/trident.conf &&
     ok "installed config is config/trident.conf" || fail "installed config differs from config/trident.conf"
