@@ -136,10 +136,12 @@ static const struct key keys[] = {
              "with \"_\" (reserved for \"_stats\")." },
     { "type", K_ENUM, S(SC_STREAM, type), .choices = type_names, .flags = F_REQUIRED,
       .doc = "\"alsa\" captures from a sound card or DAQ, \"file\" replays a "
-             "recording (WAV, FLAC, ... anything libsndfile reads)." },
+             "recording: WAV (also WAVE_EXTENSIBLE, RF64) or FLAC with 16/24/32-bit "
+             "integer or 32-bit float samples." },
     { "hop", K_UINT, S(SC_STREAM, hop), .lo = 1, .hi = 1 << 20, .idef = 1024,
       .doc = "Samples between the starts of consecutive 1024-sample windows "
-             "(below 1024 windows overlap, above it samples are skipped)." },
+             "(below 1024 windows overlap, above it samples are skipped). For a "
+             "stream resampled to the model's rate, samples at the model's rate." },
     { "channel_names", K_STRLIST, S(SC_STREAM, channel_names),
       offsetof(struct cfg_stream, n_channel_names), .lo = 0, .hi = 64,
       .def_doc = "none: channels are numbered",

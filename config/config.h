@@ -35,7 +35,8 @@ struct cfg_stream {
     enum cfg_type type;
     unsigned      hop;           /* samples between window starts (default 1024) */
     /* type = "file" */
-    char         *path;          /* absolute, or relative to the working directory */
+    char         *path;          /* from a file: resolved against the config file's
+                                  * directory; from --replay: as given (working dir) */
     enum cfg_pace pace;          /* default realtime */
     bool          loop;
     /* type = "alsa" */

@@ -117,11 +117,13 @@ static void usage(FILE *f)
 "                         and exit once everything is published\n"
 "  --model M              model file (default: the configured one; with\n"
 "                         --replay the shipped %s)\n"
-"  --hop N                --replay: samples between window starts (default 1024)\n"
+"  --hop N                --replay: samples between window starts (default 1024;\n"
+"                         for a resampled file, at the model's rate)\n"
 "  --pace fast|realtime   --replay: as fast as possible, lossless (default), or\n"
 "                         at the file's sample rate\n"
 "  --loop                 --replay: again and again (until a signal)\n"
-"  --workers N            classification threads (default: one per CPU)\n"
+"  --workers N            classification threads (default and 0: one per\n"
+"                         online CPU)\n"
 "  --stdout               also write every message as a JSON line on stdout\n"
 "  --endpoint E           ZeroMQ endpoint to bind, repeatable\n"
 "                         (default " DEFAULT_ENDPOINT ")\n"
@@ -278,7 +280,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->pace_set = true;
             break;
         case OPT_WORKERS:
-            if (parse_uint("--workers", optarg, 1, 256, &u))
+            if (parse_uint("--workers", optarg, 0, 256, &u))
                 return EX_USAGE_;
             a->cli.workers = (int)u;
             break;

@@ -105,7 +105,7 @@ def main():
          rc == 78 and "--model" in err and "bad.safetensors" in err, f"rc={rc} {err}")
 
     for args, why in ((["--bogus"], "unknown option"), (["-c"], "missing argument"),
-                      (["--workers", "0", "-c", good], "--workers 0"),
+                      (["--workers", "257", "-c", good], "--workers 257"),
                       (["--check", "--replay", WAV], "--check with --replay"),
                       (["-c", good, "--replay", WAV], "-c with --replay"),
                       (["-c", good, "--hop", "256"], "--hop without --replay"),
@@ -113,6 +113,16 @@ def main():
         rc, _, err = run(*args)
         T.ok(f"usage error ({why}): exit 64 with a message", rc == 64 and "error" in err,
              f"rc={rc} {err.strip()[-200:]}")
+    # --workers 0 is documented as "one per online CPU", on the command line too
+    ncpu = os.sysconf("SC_NPROCESSORS_ONLN")
+    rc, out, err = run("--replay", WAV, "--workers", "0", "--stdout", "--stats-interval", "0",
+                       "--endpoint", f"ipc://{TMP}/w0.ipc", "--model", MODEL)
+    T.ok(f"--workers 0: one worker per online CPU ({ncpu})",
+         rc == 0 and f"info: {ncpu} workers" in err and len(out.splitlines()) == 11,
+         f"rc={rc} {err.strip()[-300:]}")
+    rc, out, err = run("--check", "-c", good, "--workers", "0")
+    T.ok("--check -c FILE --workers 0: exit 0, one per online CPU",
+         rc == 0 and "one per online CPU" in out, f"rc={rc} {err.strip()[-200:]}")
     rc, out, _ = run("--help")
     T.ok("--help: the config keys and the exit codes", rc == 0 and "streams[].path" in out
          and "78" in out and "SIGHUP" in out)
