@@ -710,7 +710,18 @@ static int add_stream(struct daemon *d, const struct cfg *c, const struct cfg_st
     r->src.ops->info(&r->src, msg, sizeof msg);
     log_info("source %s", msg);
     if (start) {
+        /* A reload runs with SIGINT/SIGTERM/SIGHUP unblocked; the capture
+         * thread inherits the mask of its creator, and a signal delivered to
+         * it would interrupt its device calls (EINTR) instead of reaching
+         * the main thread's handler.  Create it with them blocked. */
+        sigset_t set, old;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, &old);
         rc = r->src.ops->start(&r->src);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc < 0) {
             snprintf(err, errlen, "%s%s: cannot start: %s", where,
                      s->type == CFG_FILE ? s->path : s->device, strerror(-rc));
@@ -849,12 +860,8 @@ static void reload(struct daemon *d)
         nm = NULL;
     }
     const net_model *cur = pipeline_model(d->pl);
-    if (rc == 0 && net_sample_rate(nm) != net_sample_rate(cur)) {
-        snprintf(err, sizeof err, "%s: sample rate %g Hz differs from the running model's "
-                 "%g Hz (0: none): restart tridentd to change it", net_path(nm),
-                 net_sample_rate(nm), net_sample_rate(cur));
-        rc = -EINVAL;
-    }
+    if (rc == 0)
+        rc = pipeline_model_compatible(d->pl, nm, err, sizeof err);
     if (rc == 0 && strcmp(net_digest(nm), net_digest(cur)) == 0) {
         net_destroy(nm);        /* the same model: nothing to switch */
         nm = NULL;

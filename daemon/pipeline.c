@@ -444,18 +444,25 @@ int pipeline_release_source(pipeline *p, struct source *s)
     return 0;
 }
 
-int pipeline_set_model(pipeline *p, net_model *m, char *err, size_t errlen)
+int pipeline_model_compatible(const pipeline *p, const net_model *m, char *err, size_t errlen)
 {
     double rate = net_sample_rate(m);
-    if (rate != p->model_rate) {
-        char a[32], b[32];
-        snprintf(a, sizeof a, rate > 0 ? "%g Hz" : "none", rate);
-        snprintf(b, sizeof b, p->model_rate > 0 ? "%g Hz" : "none", p->model_rate);
-        snprintf(err, errlen, "%s: sample rate %s differs from the running model's %s "
-                 "(the streams' windows are cut at that rate): restart tridentd to change it",
-                 net_path(m), a, b);
-        return -EINVAL;
-    }
+    if (rate == p->model_rate)
+        return 0;
+    char a[32], b[32];
+    snprintf(a, sizeof a, rate > 0 ? "%g Hz" : "none", rate);
+    snprintf(b, sizeof b, p->model_rate > 0 ? "%g Hz" : "none", p->model_rate);
+    snprintf(err, errlen, "%s: sample rate %s differs from the running model's %s "
+             "(the streams' windows are cut at that rate): restart tridentd to change it",
+             net_path(m), a, b);
+    return -EINVAL;
+}
+
+int pipeline_set_model(pipeline *p, net_model *m, char *err, size_t errlen)
+{
+    int rc = pipeline_model_compatible(p, m, err, errlen);
+    if (rc < 0)
+        return rc;
     struct pl_model *g = model_create(m, p->n_workers);
     if (!g) {
         snprintf(err, errlen, "%s: out of memory for the workers' scratch", net_path(m));

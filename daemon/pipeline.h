@@ -100,6 +100,11 @@ int      pipeline_release_source(pipeline *p, struct source *s);
  * model at another sample rate than the current one: the streams' windows
  * are cut at that rate. */
 int      pipeline_set_model(pipeline *p, net_model *m, char *err, size_t errlen);
+/* Could m replace the current model?  0, or -EINVAL with "MODEL: sample
+ * rate ... differs ..." in err (the check pipeline_set_model() makes; a
+ * reload validates with it before it commits anything). */
+int      pipeline_model_compatible(const pipeline *p, const net_model *m,
+                                   char *err, size_t errlen);
 /* The current model (main thread). */
 const net_model *pipeline_model(const pipeline *p);
 /* Free the models that no submitted window refers to any more (main

@@ -483,6 +483,10 @@ static bool reopen(struct alsa_src *a)
 /* Recover from err (< 0).  false: stop requested while waiting. */
 static bool recover(struct alsa_src *a, int err)
 {
+    /* A signal, not the device: try again (signals are blocked in this
+     * thread, but a handler-less delivery must not cost a reopen). */
+    if (err == -EINTR || err == -EAGAIN)
+        return true;
     atomic_store_explicit(&a->last_err, err, memory_order_relaxed);
     if (err == -EPIPE) {
         for (unsigned i = 0; i < a->src->n_streams; i++)

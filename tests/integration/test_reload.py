@@ -193,6 +193,22 @@ def scenario(build):
         rel = sd.wait_for("RELOADING=1", 20, n0)
         rdy = sd.wait_for("READY=1", 30, rel + 1) if rel is not None else None
         T.ok(f"{tag}: reload: RELOADING=1 then READY=1", rdy is not None)
+        # Threads started by the reload ("change", "new") must not take the
+        # stop and reload signals: only the main thread may have them open.
+        open_sig = []
+        want = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGHUP - 1))
+        for tid in os.listdir(f"/proc/{p.pid}/task"):
+            if int(tid) == p.pid:
+                continue
+            try:
+                with open(f"/proc/{p.pid}/task/{tid}/status") as f:
+                    blk = [ln for ln in f if ln.startswith("SigBlk:")][0]
+            except (OSError, IndexError):
+                continue            # the thread ended meanwhile
+            if int(blk.split()[1], 16) & want != want:
+                open_sig.append(f"{tid}: {blk.strip()}")
+        T.ok(f"{tag}: reload: every thread but the main one blocks SIGINT/SIGTERM/SIGHUP",
+             not open_sig, "; ".join(open_sig))
         time.sleep(wait)
 
         # 2. a corrupt model: refused, everything runs on
@@ -226,7 +242,8 @@ def scenario(build):
         time.sleep(0.3)
         err = stderr_text()
         T.ok(f"{tag}: a model at another rate: refused, saying so",
-             rdy is not None and any("reload refused" in ln and C["path"] in ln and "rate" in ln
+             rdy is not None and any("reload refused" in ln and C["path"] in ln and "16000 Hz differs"
+                                     in ln and "windows are cut at that rate" in ln
                                      for ln in err.splitlines()), err[-400:])
 
         # 3. a syntax error on line 3: refused
