@@ -8,8 +8,11 @@ trident-prep (the daemon's reader and resampler) -> 1024-sample windows every
 1024 -> net.normalize -> Net with the weights read back from
 model/cwru.safetensors.  Checks: every window arrives once; the daemon's label
 equals PyTorch's for >= 99.9% of windows; the two accuracies differ by <= 0.1
-point.  Prints both accuracies and per-class recall.  Without ../shared it
-falls back to the shipped fixtures (a smaller evaluation set) and says so.
+point.  Prints both accuracies and per-class recall.  The daemon runs twice:
+with the fast path chosen for this CPU and with the reference forward
+(TRIDENT_NET=ref), so both implementations are held to PyTorch.  Without
+../shared it falls back to the shipped fixtures (a smaller evaluation set) and
+says so.
 """
 import json
 import os
@@ -95,8 +98,9 @@ def free_port():
     return port
 
 
-def daemon_labels(tridentd, files, tap):
-    """{stream: {seq: message}} from a fast replay through a real SUB socket."""
+def daemon_labels(tridentd, files, impl, tap):
+    """{stream: {seq: message}} from a fast replay through a real SUB socket,
+    with the network implementation `impl` (TRIDENT_NET)."""
     import zmq
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     ctx = zmq.Context()
@@ -106,8 +110,11 @@ def daemon_labels(tridentd, files, tap):
     sub.connect(endpoint)
     cmd = [tridentd, "--replay", *files, "--model", MODEL, "--endpoint", endpoint,
            "--wait-subscribers", "1", "--pace", "fast", "--hop", str(HOP)]
-    tap.note(" ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tap.note(f"TRIDENT_NET={impl} " +
+             " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd))
+    env = dict(os.environ, TRIDENT_NET=impl)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
     got, dups, t0, exited_at = {}, 0, time.time(), None
     try:
         while time.time() - t0 < TIMEOUT:
@@ -132,8 +139,13 @@ def daemon_labels(tridentd, files, tap):
         err = proc.communicate()[1]
         sub.close(0)
         ctx.term()
-    tap.ok("tridentd exits 0", proc.returncode == 0, f"status {proc.returncode}: {err.strip()[-300:]}")
-    tap.ok("no window is received twice", dups == 0, f"{dups} duplicates")
+    tap.ok(f"[{impl}] tridentd exits 0", proc.returncode == 0,
+           f"status {proc.returncode}: {err.strip()[-300:]}")
+    # auto must pick a fast path (never the reference); ref must run the reference
+    ran = err.split(", impl ", 1)[1].split(",", 1)[0] if ", impl " in err else "?"
+    tap.ok(f"[{impl}] the daemon ran the {impl} implementation ({ran})",
+           ran == "ref" if impl == "ref" else ran not in ("ref", "?"), f"start-up log says impl {ran}")
+    tap.ok(f"[{impl}] no window is received twice", dups == 0, f"{dups} duplicates")
     return got
 
 
@@ -144,6 +156,40 @@ def recall_line(y, p, classes):
         if idx:
             parts.append(f"{c} {sum(p[i] == c for i in idx) / len(idx):.4f}")
     return ", ".join(parts)
+
+
+def compare(tap, impl, ref, got, classes):
+    """The daemon's labels against PyTorch's for one run."""
+    y, p_torch, p_daemon, missing, bad_sample = [], [], [], 0, 0
+    for s, (c, labels) in ref.items():
+        msgs = got.get(s, {})
+        for seq, lab in enumerate(labels):
+            m = msgs.get(seq)
+            if m is None:
+                missing += 1
+                continue
+            bad_sample += m.get("sample") != seq * HOP
+            y.append(c)
+            p_torch.append(lab)
+            p_daemon.append(m["label"])
+    n_ref = sum(len(v[1]) for v in ref.values())
+    extra = sum(len(v) for v in got.values()) - len(y)
+    tap.ok(f"[{impl}] every window of every stream arrives ({n_ref} expected)", missing == 0 and extra == 0,
+           f"{missing} missing, {extra} unexpected; streams received: {sorted(got)}")
+    tap.ok(f"[{impl}] each window's sample is seq * 1024", bad_sample == 0, f"{bad_sample} differ")
+    if not y:
+        return
+    agree = sum(a == b for a, b in zip(p_torch, p_daemon)) / len(y)
+    acc_t = sum(a == b for a, b in zip(y, p_torch)) / len(y)
+    acc_d = sum(a == b for a, b in zip(y, p_daemon)) / len(y)
+    tap.note(f"[{impl}] {len(y)} windows; label agreement daemon/PyTorch {100 * agree:.2f}%")
+    tap.note(f"[{impl}] accuracy: PyTorch {100 * acc_t:.2f}%, daemon {100 * acc_d:.2f}%")
+    tap.note(f"[{impl}] recall PyTorch: {recall_line(y, p_torch, classes)}")
+    tap.note(f"[{impl}] recall daemon:  {recall_line(y, p_daemon, classes)}")
+    tap.ok(f"[{impl}] daemon label == PyTorch label for >= 99.9% of windows", agree >= 0.999,
+           f"{100 * agree:.3f}%")
+    tap.ok(f"[{impl}] daemon and PyTorch accuracies differ by <= 0.1 point",
+           abs(acc_t - acc_d) <= 0.001, f"{100 * acc_t:.2f}% vs {100 * acc_d:.2f}%")
 
 
 def main():
@@ -169,38 +215,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="trident-cwru-") as tmp:
         for path, c in recs:
             ref[stream_name(path)] = (c, pytorch_labels(prep, net, classes, norm, rate, path, tmp))
-    got = daemon_labels(tridentd, [p for p, _ in recs], tap)
-
-    y, p_torch, p_daemon, missing, bad_sample = [], [], [], 0, 0
-    for s, (c, labels) in ref.items():
-        msgs = got.get(s, {})
-        for seq, lab in enumerate(labels):
-            m = msgs.get(seq)
-            if m is None:
-                missing += 1
-                continue
-            bad_sample += m.get("sample") != seq * HOP
-            y.append(c)
-            p_torch.append(lab)
-            p_daemon.append(m["label"])
-    n_ref = sum(len(v[1]) for v in ref.values())
-    extra = sum(len(v) for v in got.values()) - len(y)
-    tap.ok(f"every window of every stream arrives ({n_ref} expected)", missing == 0 and extra == 0,
-           f"{missing} missing, {extra} unexpected; streams received: {sorted(got)}")
-    tap.ok("each window's sample is seq * 1024", bad_sample == 0, f"{bad_sample} differ")
-    if not y:
-        tap.done()
-    agree = sum(a == b for a, b in zip(p_torch, p_daemon)) / len(y)
-    acc_t = sum(a == b for a, b in zip(y, p_torch)) / len(y)
-    acc_d = sum(a == b for a, b in zip(y, p_daemon)) / len(y)
-    tap.note(f"{len(y)} windows; label agreement daemon/PyTorch {100 * agree:.2f}%")
-    tap.note(f"accuracy: PyTorch {100 * acc_t:.2f}%, daemon {100 * acc_d:.2f}%")
-    tap.note(f"recall PyTorch: {recall_line(y, p_torch, classes)}")
-    tap.note(f"recall daemon:  {recall_line(y, p_daemon, classes)}")
-    tap.ok("daemon label == PyTorch label for >= 99.9% of windows", agree >= 0.999,
-           f"{100 * agree:.3f}%")
-    tap.ok("daemon and PyTorch accuracies differ by <= 0.1 point",
-           abs(acc_t - acc_d) <= 0.001, f"{100 * acc_t:.2f}% vs {100 * acc_d:.2f}%")
+    for impl in ("auto", "ref"):
+        got = daemon_labels(tridentd, [p for p, _ in recs], impl, tap)
+        compare(tap, impl, ref, got, classes)
     tap.done()
 
 
