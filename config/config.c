@@ -466,7 +466,9 @@ int cfg_channel_name(const struct cfg_stream *s, unsigned ch, char *buf, size_t 
 {
     if (ch < s->n_channel_names)
         return snprintf(buf, len, "%s/%s", s->name, s->channel_names[ch]);
-    if (s->type == CFG_ALSA && s->channels == 1 && !s->n_channel_names)
+    /* A file's channel count is known once it is open: the file source asks
+     * with a copy whose `channels` is the file's. */
+    if (s->channels == 1 && !s->n_channel_names)
         return snprintf(buf, len, "%s", s->name);
     return snprintf(buf, len, "%s/%u", s->name, ch);
 }

@@ -129,7 +129,9 @@ bool cfg_stream_equal(const struct cfg_stream *a, const struct cfg_stream *b);
 int  cfg_find_stream(const struct cfg *c, const char *name);
 
 /* Name of channel CH of stream S as published: S->name for one channel
- * without channel_names, else "NAME/<channel_names[ch]>" or "NAME/<ch>".
+ * (S->channels == 1) without channel_names, else "NAME/<channel_names[ch]>"
+ * or "NAME/<ch>".  For a file stream, S->channels means the file's channel
+ * count, known once it is open: source_file.c passes a copy with it set.
  * Returns the length snprintf would write. */
 int  cfg_channel_name(const struct cfg_stream *s, unsigned ch, char *buf, size_t len);
 

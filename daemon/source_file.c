@@ -2,9 +2,10 @@
  *
  * DESIGN: open() validates the file (libsndfile; WAV/WAVE_EXTENSIBLE/RF64 or
  * FLAC holding 16/24/32-bit integers or 32-bit floats) and makes one stream
- * per channel: NAME for a mono file, NAME/0, NAME/1... (or
- * NAME/<channel_names[i]>) otherwise, where NAME is the configured stream name (the command line passes the file's basename
- * without extension).  The capture thread reads float frames (libsndfile
+ * per channel, named by cfg_channel_name() given the file's channel count:
+ * NAME for a mono file, NAME/0, NAME/1... (or NAME/<channel_names[i]>)
+ * otherwise, where NAME is the configured stream name (the command line
+ * passes the file's basename without extension).  The capture thread reads float frames (libsndfile
  * divides integers by 2^(bits-1), as DESIGN.md asks), de-interleaves each
  * channel straight into the free segments of its ring, and:
  *
@@ -88,19 +89,6 @@ static const char *format_desc(int fmt, int sub)
     return "unknown";
 }
 
-/* NAME from ".../NAME.ext". */
-static void stem(const char *path, char *out, size_t len)
-{
-    const char *b = strrchr(path, '/');
-    b = b ? b + 1 : path;
-    const char *dot = strrchr(b, '.');
-    size_t n = (dot && dot != b) ? (size_t)(dot - b) : strlen(b);
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, b, n);
-    out[n] = '\0';
-}
-
 static void file_close(struct source *s);
 
 static int file_open(struct source *s, char *err, size_t errlen)
@@ -109,11 +97,14 @@ static int file_open(struct source *s, char *err, size_t errlen)
     const char *path = c->path;
     struct file_priv *f;
     struct stat stb;
-    char name[STREAM_NAME_MAX];
     int fd, rc;
 
     if (!path || !*path) {
         snprintf(err, errlen, "file stream %s: no path", c->name ? c->name : "?");
+        return -EINVAL;
+    }
+    if (!c->name || !*c->name) {   /* config and --replay always name it */
+        snprintf(err, errlen, "%s: file stream without a name", path);
         return -EINVAL;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -191,11 +182,6 @@ static int file_open(struct source *s, char *err, size_t errlen)
         rc = -ENOMEM;
         goto fail;
     }
-    if (c->name && *c->name)
-        snprintf(name, sizeof name, "%s", c->name);
-    else
-        stem(path, name, sizeof name);
-
     /* Fast: a small ring, since the file waits for room anyway, and a signal
      * leaves little to drain.  Realtime: a second of samples, so that a
      * stalled pipeline delays the file rather than the clock. */
@@ -203,14 +189,12 @@ static int file_open(struct source *s, char *err, size_t errlen)
     while (c->pace == CFG_PACE_REALTIME && cap < (uint32_t)f->info.samplerate
            && cap < (1u << 30))
         cap <<= 1;
+    /* The config's naming rule, given the file's channel count. */
+    struct cfg_stream named = *c;
+    named.channels = (unsigned)f->info.channels;
     for (int ch = 0; ch < f->info.channels; ch++) {
         char sname[STREAM_NAME_MAX + 16];
-        if (f->info.channels == 1 && !c->n_channel_names)
-            snprintf(sname, sizeof sname, "%s", name);
-        else if ((unsigned)ch < c->n_channel_names)
-            snprintf(sname, sizeof sname, "%s/%s", name, c->channel_names[ch]);
-        else
-            snprintf(sname, sizeof sname, "%s/%d", name, ch);
+        cfg_channel_name(&named, (unsigned)ch, sname, sizeof sname);
         rc = stream_init(&s->streams[ch], sname, f->info.samplerate,
                          c->hop ? c->hop : 1024, cap);
         if (rc < 0) {
