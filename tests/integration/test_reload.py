@@ -20,7 +20,8 @@ logits equal PyTorch's — with A before the switch, with B after it; "gone"
 is drained (every seq once) and all of it is published before the first
 window of "new" (new streams start once removed ones are done); "change" restarts (seq from 0 at the new hop, after its old windows
 only); "new" starts; after the refused reloads everything runs on (model B).
-Runs against every build in $TRIDENT_BUILDS (TSan and ASan included).
+Runs against every build in $TRIDENT_BUILDS (TSan and ASan included), and on
+the normal build once more with the reference forward (TRIDENT_NET=ref).
 """
 import hashlib
 import json
@@ -147,10 +148,12 @@ def contiguous(ds, hop):
             and all(d["sample"] == d["seq"] * hop for d in ds))
 
 
-def scenario(build):
-    tag = os.path.basename(build)
+def scenario(build, impl="auto"):
+    # impl: the network implementation the daemon runs (TRIDENT_NET); the
+    # normal build runs the scenario with both the fast path and the reference.
+    tag = os.path.basename(build) + ("-ref" if impl == "ref" else "")
     exe = harness.binpath("tridentd", build)
-    slow = tag != "build"
+    slow = os.path.basename(build) != "build"
     A = make_model("a", 11, ["normal", "inner", "ball", "outer"], "zscore")
     B = make_model("b", 12, ["x", "y", "z"], "none")
     rng = np.random.default_rng(5)
@@ -168,7 +171,7 @@ def scenario(build):
     sd = Notify(nsock)
     col = Collector(ep)
     col.start()
-    env = dict(os.environ, NOTIFY_SOCKET=nsock)
+    env = dict(os.environ, NOTIFY_SOCKET=nsock, TRIDENT_NET=impl)
     env.pop("WATCHDOG_USEC", None)
     errpath = os.path.join(TMP, f"{tag}.stderr")
     errf = open(errpath, "w")
@@ -355,6 +358,8 @@ def main():
         except FileNotFoundError:
             continue
         scenario(b)
+        if os.path.basename(b) == "build":
+            scenario(b, "ref")
     subprocess.run(["rm", "-rf", TMP])
 
 
