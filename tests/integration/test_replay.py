@@ -115,7 +115,7 @@ def free_endpoint():
 
 
 def replay(files, m, *args, subscribe=True, endpoint=None, timeout=60, stats=False,
-           binary=None):
+           binary=None, impl=None):
     """Run tridentd --replay; return (messages as (topic, text), stdout, stderr, rc, secs),
     secs being, with a subscriber, from the first classification received to the exit."""
     endpoint = endpoint or free_endpoint()
@@ -133,7 +133,8 @@ def replay(files, m, *args, subscribe=True, endpoint=None, timeout=60, stats=Fal
         cmd += ["--wait-subscribers", "1"]
     cmd += list(args)
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = dict(os.environ, TRIDENT_NET=impl) if impl else None   # network implementation
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     msgs = []
     first = None
     out, err = b"", b""
@@ -295,9 +296,14 @@ def main():
     mz = model("mz", seed=1, rate=12000, normalize="zscore")
     mn = model("mn", seed=2, rate=12000, normalize="none")
 
-    # 1. a 3-channel float WAV, both normalisations
-    for m, label in ((mz, "zscore"), (mn, "none")):
-        msgs, _, err, rc, secs = replay([three], m)
+    # 1. a 3-channel float WAV, both normalisations, with the fast path and
+    #    with the reference forward (TRIDENT_NET=ref)
+    for m, label, impl in ((mz, "zscore", None), (mn, "none", None),
+                           (mz, "zscore, ref", "ref"), (mn, "none, ref", "ref")):
+        msgs, _, err, rc, secs = replay([three], m, impl=impl)
+        if impl:
+            tap.ok(f"3-channel replay ({label}): the daemon runs impl {impl}",
+                   f"impl {impl}," in err, err.strip()[-300:])
         tap.ok(f"3-channel replay ({label}) exits 0", rc == 0, err.strip()[-300:])
         why = check_fields(msgs, m)
         tap.ok(f"3-channel replay ({label}): every field present and typed", why is None, why or "")
