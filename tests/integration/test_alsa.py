@@ -194,38 +194,47 @@ def check_build(build):
         # 1. Bit-exact: file plugin vs replay vs PyTorch.  The file plugin is
         # not paced, so the daemon's ring fills and later blocks are dropped:
         # only the windows before the first gap are compared.
-        conf = daemon_conf(tmp, model, f'{{ name = "cap"; type = "alsa"; device = "tfile"; '
-                           f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {WIN}; }}')
-        msgs, err, rc = run_daemon(binary, conf, env, 15,
-                                   lambda m: len(windows_of(m, "cap/1")) >= 20)
-        ok("file-plugin capture: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
-        r = subprocess.run([binary, "--replay", wav, "--model", model, "--hop", str(WIN),
-                            "--pace", "fast", "--stdout"], capture_output=True, timeout=120)
-        replay = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        ok("replay of the same recording runs", r.returncode == 0 and replay,
-               r.stderr.decode(errors="replace")[-300:])
-        for ch in (0, 1):
-            cap = windows_of(msgs, f"cap/{ch}")
-            clean = []
-            for m in cap:
-                if m["gap"]:
-                    break
-                clean.append(m)
-            rep = {m["seq"]: m for m in windows_of(replay, f"rec/{ch}")}
-            same = [m for m in clean if m["seq"] in rep
-                    and m["logits"] == rep[m["seq"]]["logits"]]
-            ok(f"file plugin channel {ch}: {len(clean)} windows before any gap equal the "
-                   f"replay's", len(clean) >= 10 and len(same) == len(clean),
-                   f"{len(same)} of {len(clean)} equal")
-            if clean:
-                xs = np.stack([x16[m["sample"]:m["sample"] + WIN, ch].astype(np.float32) / 32768.0
-                               for m in clean])
-                with torch.no_grad():
-                    gold = net(torch.from_numpy(xs)[:, None, :]).numpy()
-                got = np.array([m["logits"] for m in clean])
-                rel = np.abs(got - gold).max() / np.abs(gold).max()
-                ok(f"file plugin channel {ch}: logits match PyTorch", rel < 1e-4,
-                       f"rel {rel:.3g}")
+        # On the normal build this runs with the fast path and with the reference
+        # forward (TRIDENT_NET=ref); sanitizer builds run the fast path only.
+        impls = ("auto", "ref") if os.path.basename(build) == "build" else ("auto",)
+        for impl in impls:
+            ienv = dict(env, TRIDENT_NET=impl)
+            itag = "" if impl == "auto" else " [ref]"
+            conf = daemon_conf(tmp, model, f'{{ name = "cap"; type = "alsa"; device = "tfile"; '
+                               f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {WIN}; }}')
+            msgs, err, rc = run_daemon(binary, conf, ienv, 15,
+                                       lambda m: len(windows_of(m, "cap/1")) >= 20)
+            ok(f"file-plugin capture{itag}: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
+            if impl == "ref":
+                ok(f"file-plugin capture{itag}: the daemon runs the reference", "impl ref," in err,
+                   err[-300:])
+            r = subprocess.run([binary, "--replay", wav, "--model", model, "--hop", str(WIN),
+                                "--pace", "fast", "--stdout"], capture_output=True, timeout=120, env=ienv)
+            replay = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+            ok(f"replay of the same recording runs{itag}", r.returncode == 0 and replay,
+                   r.stderr.decode(errors="replace")[-300:])
+            for ch in (0, 1):
+                cap = windows_of(msgs, f"cap/{ch}")
+                clean = []
+                for m in cap:
+                    if m["gap"]:
+                        break
+                    clean.append(m)
+                rep = {m["seq"]: m for m in windows_of(replay, f"rec/{ch}")}
+                same = [m for m in clean if m["seq"] in rep
+                        and m["logits"] == rep[m["seq"]]["logits"]]
+                ok(f"file plugin channel {ch}{itag}: {len(clean)} windows before any gap equal the "
+                       f"replay's", len(clean) >= 10 and len(same) == len(clean),
+                       f"{len(same)} of {len(clean)} equal")
+                if clean:
+                    xs = np.stack([x16[m["sample"]:m["sample"] + WIN, ch].astype(np.float32) / 32768.0
+                                   for m in clean])
+                    with torch.no_grad():
+                        gold = net(torch.from_numpy(xs)[:, None, :]).numpy()
+                    got = np.array([m["logits"] for m in clean])
+                    rel = np.abs(got - gold).max() / np.abs(gold).max()
+                    ok(f"file plugin channel {ch}{itag}: logits match PyTorch", rel < 1e-4,
+                           f"rel {rel:.3g}")
 
         # 2. Paced: t advances by hop/rate, at the device's rate, no gap.
         hop = 512
