@@ -48,7 +48,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -730,42 +729,6 @@ static void *worker_main(void *arg)
 
 /* ---- publisher -------------------------------------------------------------- */
 
-/* Append a JSON string (quoted, escaped) at *pos; stops at the buffer's end. */
-static void json_str(char *buf, size_t len, size_t *pos, const char *s)
-{
-    size_t i = *pos;
-    if (i < len)
-        buf[i++] = '"';
-    for (; *s && i + 7 < len; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            buf[i++] = '\\';
-            buf[i++] = (char)c;
-        } else if (c < 0x20) {
-            i += (size_t)snprintf(buf + i, len - i, "\\u%04x", c);
-        } else {
-            buf[i++] = (char)c;
-        }
-    }
-    if (i < len)
-        buf[i++] = '"';
-    *pos = i;
-}
-
-static void json_fmt(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void json_fmt(char *buf, size_t len, size_t *pos, const char *fmt, ...)
-{
-    va_list ap;
-    if (*pos >= len)
-        return;
-    va_start(ap, fmt);
-    int k = vsnprintf(buf + *pos, len - *pos, fmt, ap);
-    va_end(ap);
-    if (k > 0)
-        *pos += (size_t)k < len - *pos ? (size_t)k : len - *pos - 1;
-}
-
 /* Room for every stream's line with a fully escaped name. */
 static size_t stats_size(unsigned n_streams)
 {
@@ -794,13 +757,13 @@ static void publish_stats(pipeline *p, double uptime)
     char *b = p->stats_buf;
     size_t len = p->stats_len, pos = 0;
     clock_gettime(CLOCK_REALTIME, &now);
-    json_fmt(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,\"streams\":[",
+    publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,\"streams\":[",
              (double)now.tv_sec + now.tv_nsec / 1e9, uptime, p->stats_interval);
     for (unsigned i = 0; i < p->n_reg; i++) {
         struct pl_stream *ps = p->reg[i];
-        json_fmt(b, len, &pos, "%s{\"stream\":", i ? "," : "");
-        json_str(b, len, &pos, ps->st->name);
-        json_fmt(b, len, &pos, ",\"windows\":%" PRIu64 ",\"samples\":%" PRIu64
+        publish_json_printf(b, len, &pos, "%s{\"stream\":", i ? "," : "");
+        publish_json_string(b, len, &pos, ps->st->name);
+        publish_json_printf(b, len, &pos, ",\"windows\":%" PRIu64 ",\"samples\":%" PRIu64
                  ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64 ",\"eof\":%s"
                  ",\"down\":%s,\"reopens\":%" PRIu64 "}",
                  ps->published, atomic_load_explicit(&ps->st->written, memory_order_relaxed),
@@ -812,15 +775,16 @@ static void publish_stats(pipeline *p, double uptime)
     }
     uint64_t depth = p->head - p->tail;
     pthread_mutex_unlock(&p->mu);
-    json_fmt(b, len, &pos, "],\"queue\":{\"depth\":%" PRIu64 ",\"slots\":%u,\"workers\":%u},"
+    publish_json_printf(b, len, &pos,
+             "],\"queue\":{\"depth\":%" PRIu64 ",\"slots\":%u,\"workers\":%u},"
              "\"latency_us\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
              ",\"max\":%" PRIu64 "}}",
              depth, p->n_slots, p->n_workers, p->lat_interval.n,
              stats_hist_pct(&p->lat_interval, 0.50), stats_hist_pct(&p->lat_interval, 0.99),
              p->lat_interval.max);
     stats_hist_reset(&p->lat_interval);
-    if (pos < len && publish_raw(p->pub, "_stats", b) < 0)
-        p->publish_errors++;
+    if (pos >= len || publish_raw(p->pub, "_stats", b) < 0)
+        p->publish_errors++;    /* (stats_size() leaves room: never cut short) */
 }
 
 static void publish_slot(pipeline *p, struct slot *sl)

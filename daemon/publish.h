@@ -93,6 +93,17 @@ int  publish_raw(publisher *p, const char *topic, const char *json);
  * the length it would need (like snprintf: buf always NUL-terminated when
  * len > 0, the output truncated when the result is >= len). */
 size_t publish_format(const struct result *r, char *buf, size_t len);
+/* The same JSON writing for other messages (the "_stats" object), so that
+ * every message follows the rules above (a stream name that is not UTF-8
+ * gets U+FFFD everywhere).  Both append at *pos and behave like snprintf:
+ * *pos advances by every byte the output needs, even past len; only what
+ * fits is stored, and buf stays NUL-terminated (len > 0).  The object is
+ * complete when *pos < len at the end.  publish_json_string writes s quoted
+ * and escaped (NULL as ""); publish_json_printf formats numbers and
+ * punctuation (its arguments must not need escaping). */
+void publish_json_string(char *buf, size_t len, size_t *pos, const char *s);
+void publish_json_printf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Subscriptions currently known (XPUB subscribe minus unsubscribe messages;
  * a subscriber that disconnects unsubscribes from all its topics), as of the
  * last publish or wait call, which read the subscription messages. */

@@ -1,5 +1,7 @@
 /* publish_json.c — one classification as the one-line JSON object of
- * DESIGN.md "Messages" (publish_format, see publish.h for the rules).
+ * DESIGN.md "Messages" (publish_format, see publish.h for the rules), and
+ * the same string and number writing for the "_stats" object
+ * (publish_json_string, publish_json_printf).
  *
  * A tiny writer that behaves like snprintf: it counts every byte it would
  * write, stores only what fits, and always leaves the buffer NUL-terminated,
@@ -33,19 +35,32 @@ static void jw_puts(struct jw *w, const char *s)
         jw_putc(w, *s++);
 }
 
-static void jw_printf(struct jw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jw_printf(struct jw *w, const char *fmt, ...)
+static void jw_vprintf(struct jw *w, const char *fmt, va_list ap)
 {
     /* Write straight into the remaining space; vsnprintf's own truncation
      * keeps the NUL, and the count keeps us in step with jw_putc. */
     size_t room = w->pos < w->len ? w->len - w->pos : 0;
+    int n = vsnprintf(room ? w->buf + w->pos : NULL, room, fmt, ap);
+    if (n > 0)
+        w->pos += (size_t)n;
+}
+
+static void jw_printf(struct jw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jw_printf(struct jw *w, const char *fmt, ...)
+{
     va_list ap;
 
     va_start(ap, fmt);
-    int n = vsnprintf(room ? w->buf + w->pos : NULL, room, fmt, ap);
+    jw_vprintf(w, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        w->pos += (size_t)n;
+}
+
+/* The NUL after what was stored (publish_json_*: the caller's buffer is
+ * terminated after every call, as snprintf's would be). */
+static void jw_end(const struct jw *w)
+{
+    if (w->len)
+        w->buf[w->pos < w->len ? w->pos : w->len - 1] = '\0';
 }
 
 /* Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
@@ -172,7 +187,27 @@ size_t publish_format(const struct result *r, char *buf, size_t len)
               r->gap ? "true" : "false", r->latency_us > 0 ? r->latency_us : 0);
     jw_string(&w, r->model);
     jw_putc(&w, '}');
-    if (len)
-        buf[w.pos < len ? w.pos : len - 1] = '\0';
+    jw_end(&w);
     return w.pos;
+}
+
+void publish_json_string(char *buf, size_t len, size_t *pos, const char *s)
+{
+    struct jw w = { buf, len, *pos };
+
+    jw_string(&w, s);
+    jw_end(&w);
+    *pos = w.pos;
+}
+
+void publish_json_printf(char *buf, size_t len, size_t *pos, const char *fmt, ...)
+{
+    struct jw w = { buf, len, *pos };
+    va_list ap;
+
+    va_start(ap, fmt);
+    jw_vprintf(&w, fmt, ap);
+    va_end(ap);
+    jw_end(&w);
+    *pos = w.pos;
 }

@@ -363,6 +363,30 @@ def main():
     tap.ok("--stdout lines equal the ZeroMQ messages", rc == 0 and sl == zl and len(zl) > 0,
            f"{len(sl)} lines, {len(zl)} messages")
 
+    # 5b. a file name that is not UTF-8: every line on stdout, results and
+    # _stats alike, is valid UTF-8 JSON (the byte becomes U+FFFD in "stream")
+    latin1 = os.path.join(os.fsencode(TMP), b"caf\xe9.wav")
+    harness.write_wav(latin1, chans[0][:6000], 12000, "float")
+    r = subprocess.run([TRIDENTD, "--replay", latin1, "--model", mz["path"], "--stdout",
+                        "--pace", "realtime", "--stats-interval", "0.1",
+                        "--endpoint", free_endpoint()], capture_output=True, timeout=60)
+    kinds, why = {}, ""
+    for ln in r.stdout.splitlines():
+        try:
+            d = json.loads(ln.decode("utf-8"))
+        except ValueError as e:
+            why = f"{e}: {ln[:120]!r}"
+            break
+        k = "stats" if "streams" in d else "result"
+        kinds[k] = kinds.get(k, 0) + 1
+        names = [x["stream"] for x in d["streams"]] if k == "stats" else [d["stream"]]
+        if names != ["caf\ufffd"]:
+            why = f"stream names {names}"
+            break
+    tap.ok("a non-UTF-8 file name: every result and _stats line is valid JSON, name with U+FFFD",
+           r.returncode == 0 and not why and kinds.get("result") == expect_windows(6000, 1024)
+           and kinds.get("stats", 0) >= 2, f"rc {r.returncode}, {kinds}, {why}")
+
     # 6. resampling: 48 kHz recording, 12 kHz model
     nrm, r48 = cwru("normal")
     x48 = nrm[:72000]

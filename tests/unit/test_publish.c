@@ -285,6 +285,38 @@ TEST(format_null_members)
     json_decref(j);
 }
 
+/* The writer the "_stats" object is built with: the same escaping and U+FFFD
+ * as publish_format, snprintf-like counting, always NUL-terminated. */
+TEST(json_writer_for_other_messages)
+{
+    char buf[256], small[24];
+    size_t pos = 0;
+
+    publish_json_printf(buf, sizeof buf, &pos, "{\"n\":%d,\"stream\":", 7);
+    publish_json_string(buf, sizeof buf, &pos, "caf\xe9\"\\\n\xe2\x82\xac");
+    publish_json_printf(buf, sizeof buf, &pos, "}");
+    REQUIRE(pos < sizeof buf);
+    CHECKF(strlen(buf) == pos, "%zu vs %zu", strlen(buf), pos);
+    json_t *j = parse(buf);
+    REQUIRE(j);
+    const char *s = json_string_value(json_object_get(j, "stream"));
+    CHECKF(s && strcmp(s, "caf\xef\xbf\xbd\"\\\n\xe2\x82\xac") == 0, "%s", buf);
+    CHECK(json_integer_value(json_object_get(j, "n")) == 7);
+    json_decref(j);
+
+    /* Too small: counts on, stores a terminated prefix, nothing past len. */
+    size_t need = pos, p2 = 0;
+    memset(small, '#', sizeof small);
+    publish_json_printf(small, 10, &p2, "{\"n\":%d,\"stream\":", 7);
+    publish_json_string(small, 10, &p2, "caf\xe9\"\\\n\xe2\x82\xac");
+    publish_json_printf(small, 10, &p2, "}");
+    CHECKF(p2 == need, "%zu vs %zu", p2, need);
+    CHECK(strlen(small) == 9 && memcmp(small, buf, 9) == 0 && small[10] == '#');
+    p2 = 0;
+    publish_json_string(NULL, 0, &p2, NULL);
+    CHECK(p2 == 2);
+}
+
 TEST(create_stdout_only_has_no_socket)
 {
     struct publish_opts o = { .n_endpoints = 0, .hwm = 10, .to_stdout = false };
@@ -511,6 +543,7 @@ int main(void)
     RUN(format_invalid_utf8);
     RUN(format_buffer_too_small);
     RUN(format_null_members);
+    RUN(json_writer_for_other_messages);
     RUN(create_stdout_only_has_no_socket);
     RUN(create_bad_endpoints_are_named);
     RUN(create_address_in_use);
