@@ -87,6 +87,8 @@ struct slot {
     bool              gap;
     int               cls;
     int64_t           taken_ns;       /* CLOCK_MONOTONIC: last sample out of the ring */
+    bool              live;           /* latency from t_last, not taken_ns */
+    double            t_last;         /* live: Unix time of the window's last sample */
     bool              done;           /* under mu */
 };
 
@@ -103,6 +105,9 @@ struct pl_stream {
     /* windower thread */
     uint64_t         last_dropped;
     bool             drained;
+    bool             force_gap;      /* input lost here (resampler error) */
+    uint64_t         rs_errors;      /* failed rs_process() calls (read by the summary after join) */
+    bool             live;           /* alsa or realtime-paced: latency from the sample's time */
     /* under mu */
     bool             ended;
     uint64_t         end_head;       /* head when it ended: its windows are below */
@@ -363,6 +368,7 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         ps->src = s;
         ps->path = path;
         ps->in_rate = st->rate;
+        ps->live = s->cfg && (s->cfg->type == CFG_ALSA || s->cfg->pace == CFG_PACE_REALTIME);
         ps->out_rate = p->model_rate > 0 ? p->model_rate : st->rate;
         stats_hist_reset(&ps->lat);
         if (ps->in_rate != ps->out_rate) {
@@ -402,6 +408,9 @@ fail:
 
 static void stream_summary(const struct pl_stream *ps)
 {
+    if (ps->rs_errors)
+        log_warn("stream %s: the resampler failed %" PRIu64 " times (input counted as dropped)",
+                 ps->st->name, ps->rs_errors);
     log_info("stream %s: %" PRIu64 " windows, %" PRIu64 " samples, %" PRIu64
              " dropped, %" PRIu64 " xruns, latency p50 %" PRIu64 " us, p99 %" PRIu64
              " us, max %" PRIu64 " us",
@@ -540,13 +549,14 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
         size_t k = win_push(ps->win, x, n);
         x += k;
         n -= k;
-        for (;;) {
+        /* A slot is looked for (and waited for) only once a window is
+         * there to fill it: a push that completes none never blocks. */
+        while (win_ready(ps->win)) {
             struct slot *sl = slot_free(p);
             uint64_t seq, start;
             if (!sl)
                 return;
-            if (!win_next(ps->win, sl->x, &seq, &start))
-                break;
+            win_next(ps->win, sl->x, &seq, &start);
             /* Map the window's first sample back to the input rate, where
              * the source's clock and its loss positions count. */
             double ratio = ps->rs ? ps->in_rate / ps->out_rate : 1.0;
@@ -563,12 +573,19 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
                 && !atomic_load_explicit(&ps->st->gap_exact, memory_order_relaxed))
                 gap = true;
             ps->last_dropped = dropped;
+            if (ps->force_gap) {          /* the resampler lost input */
+                gap = true;
+                ps->force_gap = false;
+            }
             sl->ps = ps;
             sl->seq = seq;
             sl->sample = start;
             sl->t = stream_time(ps->st, (uint64_t)ifloor) + (ipos - ifloor) / ps->in_rate;
             sl->gap = gap;
             sl->taken_ns = taken_ns;
+            sl->live = ps->live;
+            if (ps->live)
+                sl->t_last = stream_time(ps->st, iend ? iend - 1 : 0);
             sl->done = false;
             slot_submit(p, sl);
         }
@@ -585,6 +602,16 @@ static void resample_feed(pipeline *p, struct pl_stream *ps, const float *x, siz
     long k = rs_process(ps->rs, x, n, ps->rsbuf, ps->rscap);
     if (k > 0)
         feed(p, ps, ps->rsbuf, (size_t)k, taken_ns);
+    if (k < 0) {
+        /* The samples are already out of the ring: count them as dropped
+         * (so _stats, STATUS= and the summary show the loss) and flag the
+         * next window. */
+        atomic_fetch_add_explicit(&ps->st->dropped, n, memory_order_relaxed);
+        ps->force_gap = true;
+        if (ps->rs_errors++ == 0)
+            log_warn("stream %s: resampler failed (%s): %zu samples dropped; further "
+                     "failures are counted in its summary", ps->st->name, strerror((int)-k), n);
+    }
 }
 
 /* One visit: true if it took samples.  Sets ps->drained when the stream
@@ -787,6 +814,20 @@ static void publish_stats(pipeline *p, double uptime)
         p->publish_errors++;    /* (stats_size() leaves room: never cut short) */
 }
 
+/* pipeline.h: for a live or paced stream, from the time its source gave the
+ * window's last sample (its clock: device or pace timestamp) to now; for a
+ * fast replay, whose samples have no such time, from the ring read that
+ * completed the window. */
+static int64_t latency_ns(const struct slot *sl)
+{
+    if (!sl->live)
+        return mono_ns() - sl->taken_ns;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double d = ((double)ts.tv_sec - sl->t_last) * 1e9 + (double)ts.tv_nsec;
+    return d > 0 ? (int64_t)d : 0;    /* a clock step back: not negative */
+}
+
 static void publish_slot(pipeline *p, struct slot *sl)
 {
     struct pl_stream *ps = sl->ps;
@@ -807,10 +848,10 @@ static void publish_slot(pipeline *p, struct slot *sl)
     };
     /* latency_us covers the send itself, so it is known only after it; the
      * message carries the time up to the call. */
-    r.latency_us = (mono_ns() - sl->taken_ns) / 1000;
+    r.latency_us = latency_ns(sl) / 1000;
     if (publish_result(p->pub, &r) < 0)
         p->publish_errors++;
-    uint64_t us = (uint64_t)((mono_ns() - sl->taken_ns) / 1000);
+    uint64_t us = (uint64_t)(latency_ns(sl) / 1000);
     stats_hist_add(&ps->lat, us);
     stats_hist_add(&p->lat_interval, us);
     ps->published++;

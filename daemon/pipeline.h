@@ -29,12 +29,17 @@
  *               and pipeline_release_source() says when every window they
  *               gave was published; then the source may be closed.
  *
- * latency_us is measured from the moment the windower took the window's last
- * sample out of its ring (the ring read that completed the window) to the
- * publish_result() call (the time a message carries cannot include its own
- * send); the _stats and exit summaries measure up to its return.  (DESIGN.md
- * says "entering the ring": the ring keeps no per-sample time, and for a
- * live source the two differ by the time samples wait in the ring.)
+ * latency_us, up to the publish_result() call (the time a message carries
+ * cannot include its own send; the _stats and exit summaries measure up to
+ * its return), is measured from
+ *   - for a live (alsa) or realtime-paced stream: the source's time of the
+ *     window's last sample (stream_time(): the device timestamp, or the
+ *     pace clock), on CLOCK_REALTIME — so the time samples wait in the ring
+ *     counts, as DESIGN.md says ("from the window's last sample entering the
+ *     ring"); a realtime-paced file writes in 5 ms chunks, so its samples
+ *     are up to one chunk older than their ring write;
+ *   - for a fast replay, whose samples have no arrival time: the moment the
+ *     windower took the window's last sample out of its ring.
  *
  * gap: a window is flagged when it holds the first sample written after a
  * loss (source.h: stream_note_drop() records where), not merely the first

@@ -82,6 +82,11 @@ size_t win_push(windower *w, const float *x, size_t n)
     return used;
 }
 
+int win_ready(const windower *w)
+{
+    return w->fill >= w->size;
+}
+
 int win_next(windower *w, float *out, uint64_t *seq, uint64_t *start)
 {
     if (w->fill < w->size)

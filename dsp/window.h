@@ -23,6 +23,9 @@ void      win_reset(windower *w);                    /* back to sample 0, nothin
  * as soon as a window is complete, so call win_next() until it returns 0,
  * then push the rest. */
 size_t    win_push(windower *w, const float *x, size_t n);
+/* Is a window complete (would win_next() return 1)?  Lets the caller find
+ * room for it only when there is one. */
+int       win_ready(const windower *w);
 /* If a window is complete, copy it to out[size], set *seq and *start (index of
  * its first sample), advance by hop and return 1; else return 0. */
 int       win_next(windower *w, float *out, uint64_t *seq, uint64_t *start);

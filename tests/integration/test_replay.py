@@ -15,6 +15,7 @@ import ctypes.util
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -279,6 +280,71 @@ def sigterm(three, mz, binary, tag):
     tap.ok(f"{tag}SIGTERM mid-replay: exit 0, {sum(map(len, by.values()))} windows contiguous from 0",
            sent and p.returncode == 0 and contiguous and len(by) == 3 and not sanitizer(err),
            f"rc {p.returncode}, sent {sent}: {sanitizer(err) or err.strip()[-300:]}")
+    # The drain: every sample the source wrote before it stopped was cut into
+    # windows and published.  The summary says how many samples each stream
+    # got; that many make a known number of windows, all of which the
+    # subscriber must have received (a daemon that dropped its rings at stop
+    # would publish fewer).
+    summary = {}
+    for ln in err.splitlines():
+        m = re.search(r"stream (\S+): (\d+) windows, (\d+) samples", ln)
+        if m:
+            summary[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    why = []
+    for name in ("three/0", "three/1", "three/2"):
+        if name not in summary:
+            why.append(f"{name}: no summary")
+            continue
+        nwin, nsamp = summary[name]
+        if nwin != expect_windows(nsamp, WIN) or len(by.get(name, [])) != nwin:
+            why.append(f"{name}: {nsamp} samples make {expect_windows(nsamp, WIN)} windows, "
+                       f"summary says {nwin}, received {len(by.get(name, []))}")
+    tap.ok(f"{tag}SIGTERM mid-replay: the drain published every window of every sample "
+           "written", not why, "; ".join(why))
+
+
+def paced_latency(path, rate, mz):
+    """A realtime-paced replay at hop 1 outruns one worker, so samples wait in
+    the ring; latency_us must count that wait: it must match, within the
+    subscriber's own lag, the receive time minus the time of the window's
+    last sample (t + 1023 / rate)."""
+    ctx = zmq.Context.instance()
+    ep = free_endpoint()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.connect(ep)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    p = subprocess.Popen([TRIDENTD, "--replay", path, "--model", mz["path"], "--endpoint", ep,
+                          "--wait-subscribers", "1", "--pace", "realtime", "--hop", "1",
+                          "--workers", "1", "--stats-interval", "0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    raw, quiet, deadline = [], None, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if sub.poll(50):
+            f = sub.recv_multipart()
+            raw.append((time.time(), f[1]))      # parsed later: keep the lag small
+            quiet = None
+            continue
+        if p.poll() is not None:
+            quiet = quiet or time.monotonic()
+            if time.monotonic() - quiet > 0.3:
+                break
+    if p.poll() is None:
+        p.kill()
+    err = p.communicate()[1].decode()
+    sub.close()
+    lat, miss = [], []
+    for recv, text in raw:
+        d = json.loads(text)
+        seen = recv - (d["t"] + (WIN - 1) / rate)
+        lat.append(d["latency_us"] / 1e6)
+        miss.append(seen - d["latency_us"] / 1e6)
+    ok = p.returncode == 0 and len(raw) > 0
+    med = float(np.median(miss)) if miss else float("nan")
+    tap.ok("paced replay: latency_us counts the wait in the ring (median of receive time - "
+           f"last sample's time - latency {med * 1e3:.1f} ms, max latency {max(lat or [0]):.2f} s)",
+           ok and max(lat) > 0.2 and abs(med) < 0.05 and min(miss) > -0.02,
+           f"rc {p.returncode}, {len(raw)} windows: {err.strip()[-300:]}")
 
 
 # ---- the tests ----------------------------------------------------------------
@@ -542,6 +608,11 @@ def main():
     tap.ok("stuck subscriber: a second SIGTERM ends the drain, exit 0", rc == 0,
            f"rc {rc}: {err.strip()[-300:]}")
     tap.note(f"stuck subscriber: still draining 0.5 s after the first SIGTERM: {still}")
+
+    # 9c. latency_us of a paced stream includes the time samples wait in the ring
+    paced = os.path.join(TMP, "paced.wav")
+    harness.write_wav(paced, x3[:int(0.6 * 12000), 0], 12000, "float")
+    paced_latency(paced, 12000, mz)
 
     # 10. the sanitizer builds of `make check`: the same paths under ASan/UBSan and
     # TSan, on small files (the reference forward is slow under TSan: ~0.5 s a window)

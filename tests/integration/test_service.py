@@ -15,15 +15,18 @@ after N have been classified (work keeps arriving, nothing is published), so
 WATCHDOG=1 must stop within one watchdog period, as a stuck worker would make
 it.
 """
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
+import zmq
 
 from harness import ROOT, Tap, binpath, write_wav
 
@@ -198,7 +201,27 @@ def main():
     write_conf(conf, model, wav, os.path.join(tmp, "pub.ipc"))
     os.unlink(os.path.join(tmp, "notify"))
     sd = Systemd(os.path.join(tmp, "notify"))
-    env["TRIDENT_TEST_STALL_AFTER"] = "30"
+    # The stall's time: the arrival of the last window published (the one
+    # worker takes the next window, number STALL, and sticks on it), as seen
+    # by a subscriber on the same clock as the notify socket's messages.
+    stall_after = 30
+    env["TRIDENT_TEST_STALL_AFTER"] = str(stall_after)
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.connect(f"ipc://{os.path.join(tmp, 'pub.ipc')}")
+    sub.setsockopt(zmq.SUBSCRIBE, b"loop")
+    windows = []                        # (monotonic arrival, seq)
+    stop = threading.Event()
+
+    def collect():
+        while not stop.is_set():
+            if sub.poll(20):
+                topic, body = sub.recv_multipart()
+                windows.append((time.monotonic(), json.loads(body)["seq"]))
+
+    reader = threading.Thread(target=collect)
+    reader.start()
     p = subprocess.Popen([exe, "-c", conf], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     try:
@@ -207,15 +230,29 @@ def main():
         if ready is not None:
             sd.pump(4.0)
             t_end = time.monotonic()
+            stop.set()
+            reader.join()
             wd = [t for t, m in sd.msgs[ready:] if "WATCHDOG=1" in m.split("\n")]
             last = wd[-1] if wd else sd.msgs[ready][0]
-            T.note(f"{len(wd)} pings, the last {t_end - last:.2f} s before the end")
-            # 30 windows at hop 512 and 12 kHz take 1.3 s: by then the pings
-            # must have stopped, and stayed stopped for more than a period
-            T.ok("a stalled pipeline stops WATCHDOG=1 within one period",
-                 t_end - last > 1.5 * WD_USEC / 1e6, f"last ping {t_end - last:.2f} s before the end")
+            seqs = [q for _, q in windows]
+            # (the subscriber may join after the first windows: no wait in config mode)
+            T.ok(f"stall run: windows up to {stall_after - 1} published, then none",
+                 bool(seqs) and seqs == list(range(seqs[0], stall_after)),
+                 f"seqs {seqs[:3]}..{seqs[-3:]} ({len(seqs)})")
+            if windows:
+                stall_t = windows[-1][0]
+                T.note(f"{len(wd)} pings, the last {last - stall_t:+.3f} s after the last window")
+                # the last ping may follow the last progress by at most one period
+                T.ok("a stalled pipeline stops WATCHDOG=1 within one period of the stall",
+                     last - stall_t <= WD_USEC / 1e6 and t_end - stall_t > 2 * WD_USEC / 1e6,
+                     f"last ping {last - stall_t:+.3f} s after the last window, "
+                     f"run on {t_end - stall_t:.2f} s after it")
             T.ok("the stalled daemon is still alive (systemd would restart it)", p.poll() is None)
     finally:
+        stop.set()
+        if reader.is_alive():
+            reader.join()
+        sub.close()
         if p.poll() is None:
             p.kill()
             p.wait()

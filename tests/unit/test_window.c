@@ -4,7 +4,8 @@
  * windows from one big push and from pushes of random sizes must both equal
  * x[k*hop .. k*hop+size) for every k with k*hop+size <= N, in order, with
  * seq == k and start == k*hop; nothing more (the tail shorter than a window is
- * not emitted).  Samples are their own index (exact in float), so any lost,
+ * not emitted), and win_ready() says exactly when win_next() would give one.
+ * Samples are their own index (exact in float), so any lost,
  * repeated or shifted sample shows.
  */
 #include <errno.h>
@@ -33,7 +34,18 @@ static uint64_t feed_and_check(windower *w, const float *x, size_t n, unsigned s
         size_t done = 0;
         while (done < c) {
             done += win_push(w, x + i + done, c - done);
-            while (win_next(w, out, &seq, &start)) {
+            for (;;) {
+                /* win_ready() must foretell win_next() without changing anything */
+                int ready = win_ready(w);
+                int got = win_next(w, out, &seq, &start);
+                if (ready != got) {
+                    if (!*bad)
+                        printf("# window %llu: win_ready %d, win_next %d\n",
+                               (unsigned long long)k, ready, got);
+                    (*bad)++;
+                }
+                if (!got)
+                    break;
                 uint64_t s0 = k * hop;
                 if (seq != k || start != s0 || s0 + size > n ||
                     memcmp(out, x + s0, size * sizeof *out) != 0) {
@@ -108,11 +120,16 @@ TEST(push_stops_at_full_window)
     for (int i = 0; i < 20; i++)
         x[i] = (float)i;
     uint64_t seq, start;
-    CHECK(win_push(w, x, 20) == 8);                    /* stops once a window is complete */
+    CHECK(!win_ready(w));
+    CHECK(win_push(w, x, 7) == 7 && !win_ready(w));    /* one short of a window */
+    CHECK(win_push(w, x + 7, 13) == 1);                /* stops once a window is complete */
+    CHECK(win_ready(w) && win_ready(w));               /* asking twice changes nothing */
     CHECK(win_push(w, x + 8, 12) == 0);                /* and takes nothing until win_next */
     CHECK(win_next(w, out, &seq, &start) == 1 && out[0] == 0 && out[7] == 7);
+    CHECK(!win_ready(w));
     CHECK(win_next(w, out, &seq, &start) == 0);
     CHECK(win_push(w, x + 8, 12) == 2);                /* hop more completes the next */
+    CHECK(win_ready(w));
     CHECK(win_next(w, out, &seq, &start) == 1 && seq == 1 && start == 2 && out[0] == 2);
     win_destroy(w);
 }
