@@ -40,7 +40,8 @@
  *   anything else (-ENODEV: unplugged; -EIO, -EBADFD...; or no wake-up for
  *       4 buffers + 1 s): `down` is set, the PCM closed and reopened with
  *       back-off (100 ms doubling to 5 s) until it comes back with the same
- *       format, rate and channels; `down` is then cleared and the loss
+ *       format, rate and channels (period and buffer are whatever it grants
+ *       then); `down` is then cleared and the loss
  *       estimated as above.  Other sources have their own threads and never
  *       notice.
  * Capture threads never log; the counters (stream fields and those in
@@ -48,6 +49,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -84,9 +86,11 @@ struct alsa_src {
     snd_pcm_format_t   format;
     unsigned           rate;
     unsigned           channels;
-    unsigned long      period;        /* granted at open, frames */
-    unsigned long      buffer;
-    unsigned           chunk;         /* frames per read: the first granted period */
+    /* Granted by the device, frames; atomic because a reopen (capture
+     * thread) may change them while info() (main loop) reads them. */
+    _Atomic unsigned long period;
+    _Atomic unsigned long buffer;
+    unsigned           chunk;         /* frames per read: the largest granted period */
     size_t             frame_bytes;
     unsigned char     *buf;           /* chunk interleaved frames */
     bool              *reanchor;      /* per stream: set its clock before its next write */
@@ -467,6 +471,18 @@ static bool reopen(struct alsa_src *a)
         int e = pcm_open_configure(a, &pcm, &p, &b, scratch, sizeof scratch);
         if (e == 0 && (e = snd_pcm_start(pcm)) == 0) {
             a->pcm = pcm;
+            /* The device may grant other sizes this time: use them (poll
+             * timeout, read cap, info()).  A larger period gets a larger
+             * read buffer; if that allocation fails, reading in the old
+             * chunks still works. */
+            a->period = p;
+            a->buffer = b;
+            unsigned char *nb;
+            if (p > a->chunk && p <= UINT_MAX
+                && (nb = realloc(a->buf, (size_t)p * a->frame_bytes))) {
+                a->buf = nb;
+                a->chunk = (unsigned)p;
+            }
             atomic_fetch_add_explicit(&a->reopens, 1, memory_order_relaxed);
             for (unsigned i = 0; i < a->src->n_streams; i++)
                 atomic_fetch_add_explicit(&a->src->streams[i].reopens, 1, memory_order_relaxed);
@@ -653,9 +669,12 @@ static int alsa_open(struct source *s, char *err, size_t errlen)
     }
     a->frame_bytes = cvt_bytes(a->cvt) * a->channels;
 
-    if ((e = pcm_open_configure(a, &a->pcm, &a->period, &a->buffer, err, errlen)) < 0)
+    unsigned long p, b;
+    if ((e = pcm_open_configure(a, &a->pcm, &p, &b, err, errlen)) < 0)
         goto fail;
-    a->chunk = (unsigned)a->period;
+    a->period = p;
+    a->buffer = b;
+    a->chunk = (unsigned)p;
     if (!(a->buf = malloc((size_t)a->chunk * a->frame_bytes)) ||
         !(a->reanchor = calloc(a->channels, sizeof *a->reanchor)) ||
         !(s->streams = calloc(a->channels, sizeof *s->streams))) {

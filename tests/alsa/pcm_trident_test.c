@@ -25,6 +25,9 @@
  *       xrun_at 24000            # or "500ms": once that much was read, the pointer
  *                                # freezes for a buffer + 50 ms, then the stream overruns
  *       unplug_file "/abs/gone"  # while it exists: open fails and I/O returns -ENODEV
+ *       period_min_file "/abs/p" # if it exists when the device is opened, it holds N:
+ *                                # periods of at least N bytes (a device that grants
+ *                                # other sizes when it is reopened)
  *   }
  *
  * Built with -DPIC (alsa-lib's plugin headers need it) as
@@ -313,7 +316,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
 {
     (void)root;
     snd_config_iterator_t i, next;
-    const char *file = NULL, *unplug = NULL;
+    const char *file = NULL, *unplug = NULL, *period_min_file = NULL;
     unsigned rates[MAX_LIST], n_rates = 0, formats[MAX_LIST], n_formats = 0;
     long channels = 0, xrun_frames = 0, xrun_ms = 0;
     int paced = 1, err;
@@ -334,6 +337,9 @@ SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
                 goto bad;
         } else if (!strcmp(id, "unplug_file")) {
             if (snd_config_get_string(n, &unplug) < 0)
+                goto bad;
+        } else if (!strcmp(id, "period_min_file")) {
+            if (snd_config_get_string(n, &period_min_file) < 0)
                 goto bad;
         } else if (!strcmp(id, "rate") || !strcmp(id, "rates")) {
             if (parse_list(n, 0, rates, &n_rates) < 0)
@@ -415,6 +421,13 @@ bad:
     if ((err = snd_pcm_ioplug_create(&t->io, name, stream, mode)) < 0)
         goto fail;
 
+    long period_min = 64;
+    FILE *pf = period_min_file ? fopen(period_min_file, "r") : NULL;
+    if (pf) {
+        if (fscanf(pf, "%ld", &period_min) != 1 || period_min < 64 || period_min > 1 << 20)
+            period_min = 64;
+        fclose(pf);
+    }
     static const unsigned access_list[] = { SND_PCM_ACCESS_RW_INTERLEAVED };
     static const unsigned default_formats[] = {
         SND_PCM_FORMAT_S16_LE, SND_PCM_FORMAT_S24_LE, SND_PCM_FORMAT_S24_3LE,
@@ -431,7 +444,8 @@ bad:
                                                channels ? (unsigned)channels : 32)) < 0 ||
         (err = n_rates ? snd_pcm_ioplug_set_param_list(&t->io, SND_PCM_IOPLUG_HW_RATE, n_rates, rates)
                        : snd_pcm_ioplug_set_param_minmax(&t->io, SND_PCM_IOPLUG_HW_RATE, 1000, 384000)) < 0 ||
-        (err = snd_pcm_ioplug_set_param_minmax(&t->io, SND_PCM_IOPLUG_HW_PERIOD_BYTES, 64, 1 << 20)) < 0 ||
+        (err = snd_pcm_ioplug_set_param_minmax(&t->io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
+                                               (unsigned)period_min, 1 << 20)) < 0 ||
         (err = snd_pcm_ioplug_set_param_minmax(&t->io, SND_PCM_IOPLUG_HW_BUFFER_BYTES, 256, 1 << 24)) < 0 ||
         (err = snd_pcm_ioplug_set_param_minmax(&t->io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0) {
         snd_pcm_ioplug_delete(&t->io);   /* calls tt_close */

@@ -38,6 +38,7 @@
 
 static char dir[PATH_MAX];
 static char path_gone[PATH_MAX + 16];
+static char path_pmin[PATH_MAX + 16];     /* tregrant's period_min_file */
 static int16_t *filedata;                 /* the file plugin's infile */
 static const unsigned file_ch = 3, file_frames = 12000;
 
@@ -570,6 +571,70 @@ TEST(unplug_replug)
     free(o);
 }
 
+/* (e') A device that grants another period and buffer when it comes back:
+ * the source uses (and reports) what the reopened device granted, and the
+ * samples go on without a break but the one gap. */
+TEST(reopen_new_period)
+{
+    const unsigned rate = 48000;
+    struct cap *u = calloc(1, sizeof *u);
+    cap_init(u, "r", "tregrant", rate, 2, "S16_LE", (size_t)rate * 3);
+    unlink(path_pmin);
+    consumer_start();
+    int e = cap_run(u, true);
+    CHECKF(e == 0, "%s", u->err);
+    if (e == 0) {
+        char info[512];
+        unsigned long p0 = 0, b0 = 0, p1 = 0, b1 = 0;
+        u->src.ops->info(&u->src, info, sizeof info);
+        printf("# before: %s\n", info);
+        const char *at = strstr(info, "period ");
+        CHECK(at && sscanf(at, "period %lu, buffer %lu", &p0, &b0) == 2);
+        sleep_s(0.3);
+        FILE *f = fopen(path_gone, "w");
+        REQUIRE(f);
+        fclose(f);
+        f = fopen(path_pmin, "w");     /* when it comes back: periods of >= 8192 frames */
+        REQUIRE(f);
+        fprintf(f, "%u\n", 8192 * 2 * 2);
+        fclose(f);
+        double deadline = now_mono() + 2;
+        while (!atomic_load(&u->src.streams[0].down) && now_mono() < deadline)
+            sleep_s(0.005);
+        CHECK(atomic_load(&u->src.streams[0].down));
+        sleep_s(0.2);
+        unlink(path_gone);
+        deadline = now_mono() + 3;
+        while (atomic_load(&u->src.streams[0].down) && now_mono() < deadline)
+            sleep_s(0.005);
+        CHECK(!atomic_load(&u->src.streams[0].down));
+        uint64_t w = ld(&u->src.streams[0].written);
+        sleep_s(0.6);
+        CHECKF(ld(&u->src.streams[0].written) > w + rate / 4, "resumed: %llu -> %llu",
+               (unsigned long long)w, (unsigned long long)ld(&u->src.streams[0].written));
+        u->src.ops->info(&u->src, info, sizeof info);
+        printf("# after: %s\n", info);
+        at = strstr(info, "period ");
+        CHECK(at && sscanf(at, "period %lu, buffer %lu", &p1, &b1) == 2);
+        CHECKF(p0 < 8192 && p1 >= 8192 && b1 >= 2 * p1, "period %lu -> %lu, buffer %lu -> %lu",
+               p0, p1, b0, b1);
+        CHECK(strstr(info, "reopened 1"));
+    }
+    consumer_stop();
+    if (e == 0) {
+        /* The ramp runs on, frame by frame, but for one jump: the time away. */
+        unsigned jumps = 0;
+        for (size_t k = 1; k < u->n_got[0]; k++)
+            if (ramp_index(u->got[0][k]) != (ramp_index(u->got[0][k - 1]) + 1) % RAMP_FRAMES)
+                jumps++;
+        CHECKF(jumps == 1 && u->n_got[0] > rate / 2, "%u jumps in %zu samples", jumps, u->n_got[0]);
+    }
+    unlink(path_gone);
+    unlink(path_pmin);
+    cap_done(u);
+    free(u);
+}
+
 /* (f) Nobody reads: the rings fill, the capture thread drops and counts, memory
  * stays what open() allocated, and reading again resumes with a clean count. */
 TEST(stalled_consumer)
@@ -646,6 +711,7 @@ static int setup(const char *argv0)
     if (!mkdtemp(dir))
         return -1;
     snprintf(path_gone, sizeof path_gone, "%s/gone", dir);
+    snprintf(path_pmin, sizeof path_pmin, "%s/pmin", dir);
 
     /* A known 3-channel file with full-scale extremes, for the file plugin. */
     filedata = malloc(file_frames * file_ch * sizeof(int16_t));
@@ -685,8 +751,11 @@ static int setup(const char *argv0)
             "pcm.tnarrow { type trident_test rates \"8000,48000\" formats \"S16_LE\" channels 1 }\n"
             "pcm.tunplug { type trident_test file \"%s\" channels 2 unplug_file \"%s\" }\n"
             "pcm.tother { type trident_test file \"%s\" channels 2 }\n"
-            "pcm.tfast { type trident_test file \"%s\" channels 2 paced no }\n",
-            plugin, p_file, p_ramp, p_ramp, p_ramp, path_gone, p_ramp, p_ramp);
+            "pcm.tfast { type trident_test file \"%s\" channels 2 paced no }\n"
+            "pcm.tregrant { type trident_test file \"%s\" channels 2 unplug_file \"%s\" "
+            "period_min_file \"%s\" }\n",
+            plugin, p_file, p_ramp, p_ramp, p_ramp, path_gone, p_ramp, p_ramp,
+            p_ramp, path_gone, path_pmin);
     if (fclose(f))
         return -1;
     char env[2 * PATH_MAX];
@@ -698,7 +767,7 @@ static int setup(const char *argv0)
 
 static void teardown(void)
 {
-    const char *names[] = { "in.raw", "ramp.raw", "test.conf", "gone" };
+    const char *names[] = { "in.raw", "ramp.raw", "test.conf", "gone", "pmin" };
     char p[PATH_MAX + 16];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
@@ -724,6 +793,7 @@ int main(int argc, char **argv)
     RUN(refused_parameters);
     RUN(default_period_buffer);
     RUN(unplug_replug);
+    RUN(reopen_new_period);
     RUN(stalled_consumer);
     teardown();
     return TEST_END();
