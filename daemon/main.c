@@ -68,6 +68,7 @@
 #define EX_UNAVAILABLE_ 69
 #define EX_SOFTWARE_    70
 #define EX_OSERR_       71
+#define EX_IOERR_       74
 #define EX_CONFIG_      78
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
@@ -142,7 +143,9 @@ static void usage(FILE *f)
 "(the message names the file and line); with --replay: 65 bad data (not\n"
 "audio, empty, shorter than one window, unsupported format, bad model file),\n"
 "66 input file or model missing or unreadable; 69 an endpoint cannot be bound\n"
-"or an ALSA device is not there; 70/71 internal or system error.\n"
+"or an ALSA device is not there; 70/71 internal or system error; 74 with\n"
+"--replay: messages could not be published (a failed send, or standard output\n"
+"closed under --stdout).\n"
 "\n", TRIDENT_DATADIR "/" DEFAULT_MODEL);
     cfg_print_help(f);
 }
@@ -1179,8 +1182,12 @@ out_run:
         d.src[i]->src.ops->stop(&d.src[i]->src);
         d.src[i]->started = false;
     }
-    if (pl_started)
+    if (pl_started) {
         pipeline_join(d.pl);
+        /* A replay that did not reach its consumer did not do its job. */
+        if (args.replay && status == EX_OK_ && pipeline_publish_errors(d.pl))
+            status = EX_IOERR_;
+    }
 out_sources:
     for (unsigned i = d.n_src; i-- > 0;)
         run_src_free(d.src[i]);

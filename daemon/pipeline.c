@@ -154,7 +154,8 @@ struct pipeline {
 
     /* publisher thread */
     struct stats_hist lat_interval;
-    uint64_t          publish_errors;
+    uint64_t          publish_errors;          /* failed sends / writes */
+    uint64_t          publish_abandoned;       /* results given up at a hard stop */
     char             *stats_buf;
     size_t            stats_len;
 };
@@ -810,8 +811,11 @@ static void publish_stats(pipeline *p, double uptime)
              stats_hist_pct(&p->lat_interval, 0.50), stats_hist_pct(&p->lat_interval, 0.99),
              p->lat_interval.max);
     stats_hist_reset(&p->lat_interval);
-    if (pos >= len || publish_raw(p->pub, "_stats", b) < 0)
-        p->publish_errors++;    /* (stats_size() leaves room: never cut short) */
+    /* (stats_size() leaves room: never cut short.)  A hard stop's -ECANCELED
+     * is no error: it was asked for. */
+    int rc = pos < len ? publish_raw(p->pub, "_stats", b) : -EOVERFLOW;
+    if (rc < 0 && rc != -ECANCELED)
+        p->publish_errors++;
 }
 
 /* pipeline.h: for a live or paced stream, from the time its source gave the
@@ -849,7 +853,10 @@ static void publish_slot(pipeline *p, struct slot *sl)
     /* latency_us covers the send itself, so it is known only after it; the
      * message carries the time up to the call. */
     r.latency_us = latency_ns(sl) / 1000;
-    if (publish_result(p->pub, &r) < 0)
+    int rc = publish_result(p->pub, &r);
+    if (rc == -ECANCELED)
+        p->publish_abandoned++;
+    else if (rc < 0)
         p->publish_errors++;
     uint64_t us = (uint64_t)(latency_ns(sl) / 1000);
     stats_hist_add(&ps->lat, us);
@@ -977,6 +984,14 @@ void pipeline_join(pipeline *p)
         stream_summary(p->reg[i]);
     if (p->publish_errors)
         log_warn("%" PRIu64 " messages could not be published", p->publish_errors);
+    if (p->publish_abandoned)
+        log_warn("%" PRIu64 " results abandoned at the hard stop (a subscriber took "
+                 "nothing)", p->publish_abandoned);
+}
+
+uint64_t pipeline_publish_errors(const pipeline *p)
+{
+    return p->publish_errors;
 }
 
 void pipeline_destroy(pipeline *p)

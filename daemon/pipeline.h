@@ -135,6 +135,12 @@ void     pipeline_destroy(pipeline *p);
 uint64_t pipeline_published(const pipeline *p);
 bool     pipeline_idle(const pipeline *p);
 uint64_t pipeline_dropped(const pipeline *p);
+/* Messages (results and "_stats") that could not be published: a failed
+ * send, or a failed write to standard output (EPIPE once the reader of
+ * --stdout went away).  Results given up at a hard stop (publish_set_abort)
+ * are not errors; pipeline_join() logs them apart, as abandoned.  After
+ * pipeline_join() (the publisher thread's count). */
+uint64_t pipeline_publish_errors(const pipeline *p);
 
 unsigned pipeline_workers(const pipeline *p);
 unsigned pipeline_streams(const pipeline *p);

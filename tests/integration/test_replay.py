@@ -429,6 +429,21 @@ def main():
     tap.ok("--stdout lines equal the ZeroMQ messages", rc == 0 and sl == zl and len(zl) > 0,
            f"{len(sl)} lines, {len(zl)} messages")
 
+    # 5a. publishing fails (`--stdout | head`: EPIPE on every later write): exit 74
+    p = subprocess.Popen([TRIDENTD, "--replay", three, "--model", mz["path"], "--stdout",
+                          "--hop", "32", "--stats-interval", "0", "--endpoint", free_endpoint()],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()        # ~1600 lines of ~350 bytes: far more than the pipe holds
+    try:
+        err = p.communicate(timeout=120)[1].decode()
+    except subprocess.TimeoutExpired:
+        p.kill()
+        err = p.communicate()[1].decode()
+    tap.ok("--stdout into a reader that goes away (| head -1): exit 74, says how many were lost",
+           p.returncode == 74 and first.startswith(b"{") and "could not be published" in err,
+           f"rc {p.returncode}: {err.strip()[-300:]}")
+
     # 5b. a file name that is not UTF-8: every line on stdout, results and
     # _stats alike, is valid UTF-8 JSON (the byte becomes U+FFFD in "stream")
     latin1 = os.path.join(os.fsencode(TMP), b"caf\xe9.wav")
