@@ -1,6 +1,6 @@
 /* bench.c — trident's network engine against the machine's FMA peak.
  *
- *   bench [-r REPEATS] [-t SECONDS] [-i IMPL] MODEL
+ *   bench [-r REPEATS] [-t SECONDS] [-i IMPL] [-w THREADS] MODEL
  *
  * Measures, in one run and interleaved so that load from other processes
  * spreads over all of them: the FP32 FMA peak of one core and of all cores
@@ -9,7 +9,9 @@
  * generic, avx2, avx512), on one thread and on one thread per online CPU,
  * each thread with its own scratch as the daemon's workers have (-i: only
  * that implementation, "auto" for the one net_load() picks).  Each is
- * measured REPEATS times (default 7) for SECONDS (default 0.3); it prints
+ * measured REPEATS times (default 7) for SECONDS (default 0.3).  -w: only
+ * the engine on THREADS threads at once, no FMA probe (run.sh's baseline
+ * for the daemon, measured right before and after each replay).  It prints
  * the median, minimum and maximum as lines tests/bench/run.sh reads:
  *
  *   cpus N
@@ -192,18 +194,21 @@ int main(int argc, char **argv)
     int repeats = 7;
     double seconds = 0.3;
     const char *only = NULL;
-    int opt;
-    while ((opt = getopt(argc, argv, "r:t:i:")) != -1) {
+    int only_threads = 0, opt;
+    while ((opt = getopt(argc, argv, "r:t:i:w:")) != -1) {
         if (opt == 'r')
             repeats = atoi(optarg);
         else if (opt == 't')
             seconds = atof(optarg);
         else if (opt == 'i')
             only = optarg;
+        else if (opt == 'w')
+            only_threads = atoi(optarg);
         else
             goto usage;
     }
-    if (optind != argc - 1 || repeats < 1 || repeats > MAX_REPEATS || seconds <= 0)
+    if (optind != argc - 1 || repeats < 1 || repeats > MAX_REPEATS || seconds <= 0
+        || only_threads < 0 || only_threads > MAX_THREADS)
         goto usage;
     const char *path = argv[optind];
     int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -249,8 +254,13 @@ int main(int argc, char **argv)
     int ns = 0;
     int tcount[2] = { 1, cpus };
     int nt = cpus > 1 ? 2 : 1;
-    for (int t = 0; t < nt; t++)
-        ser[ns++] = (struct series){ .what = "peak", .threads = tcount[t] };
+    if (only_threads) {
+        tcount[0] = only_threads;
+        nt = 1;
+    } else {
+        for (int t = 0; t < nt; t++)
+            ser[ns++] = (struct series){ .what = "peak", .threads = tcount[t] };
+    }
     for (int i = 0; i < nm; i++)
         for (int t = 0; t < nt; t++) {
             ser[ns] = (struct series){ .threads = tcount[t], .m = models[i] };
@@ -299,6 +309,6 @@ int main(int argc, char **argv)
         net_destroy(models[i]);
     return 0;
 usage:
-    fprintf(stderr, "usage: bench [-r REPEATS] [-t SECONDS] [-i IMPL] MODEL\n");
+    fprintf(stderr, "usage: bench [-r REPEATS] [-t SECONDS] [-i IMPL] [-w THREADS] MODEL\n");
     return 64;
 }

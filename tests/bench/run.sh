@@ -9,7 +9,9 @@
 # weights); $BUILD/bench/bench
 # (FMA peak, every forward implementation, 1 thread and all CPUs);
 # bench_torch.py (PyTorch on the same file); the daemon replaying a long
-# file with --pace fast if $BUILD/bin/tridentd exists; table.py prints it.
+# file with --pace fast if $BUILD/bin/tridentd exists, each replay between
+# two runs of the engine alone of the same duration (replay.py); table.py
+# prints it.
 # Every number is a median of repeated runs (BENCH_REPEATS, default 7),
 # the programs taking turns, because the cores may be shared.
 set -eu
@@ -53,20 +55,10 @@ x = (np.random.default_rng(0).standard_normal(n) * 3000).clip(-32768, 32767).ast
 with wave.open(path, "wb") as w:
     w.setnchannels(1); w.setsampwidth(2); w.setframerate(12000); w.writeframes(x.tobytes())
 PY
-    # each replay followed by the engine alone, so both see the same load
-    for i in $(seq 3); do
-        t0=$(date +%s.%N)
-        if "$BUILD/bin/tridentd" --replay "$out/long.wav" --model "$model" --hop "$hop" \
-               --pace fast --workers "$cpus" --stats-interval 0 --endpoint "ipc://$out/pub" \
-               >/dev/null 2>"$out/daemon.err"; then
-            t1=$(date +%s.%N)
-            echo "daemon $cpus $windows $t0 $t1" >>"$out/daemon.txt"
-        else
-            echo "daemon_failed $(tail -n 1 "$out/daemon.err")" >>"$out/daemon.txt"
-            break
-        fi
-        "$BUILD/bench/bench" -r 1 -i auto "$model" | sed 's/^engine/daemon_engine/' >>"$out/daemon.txt"
-    done
+    # each replay between two runs of the engine alone (the same duration,
+    # $cpus threads at once), so that both see the same load
+    "$PYTHON" tests/bench/replay.py "$BUILD" "$model" "$out/long.wav" "$windows" "$hop" \
+        "$cpus" 3 "ipc://$out/pub" >"$out/daemon.txt"
 fi
 
 "$PYTHON" tests/bench/table.py "$out/engine.txt" "$out/torch.txt" "$out/daemon.txt"

@@ -5,8 +5,10 @@
 ENGINE.txt holds one or more runs of bench.c, TORCH.txt of bench_torch.py
 (one line per measurement and run; the table shows the median over runs of
 each run's median, and the minimum and maximum), DAEMON.txt from
-run.sh ("daemon WORKERS WINDOWS T0 T1" per replay, or "daemon_failed MSG",
-or empty when tridentd is not built).
+replay.py (each "daemon WORKERS WINDOWS T0 T1 CPU_SECONDS" between two
+"daemon_engine ..." lines, or "daemon_failed MSG"), empty when tridentd is
+not built.  A daemon-to-engine ratio above 105% is printed as "measurement
+invalid": the daemon cannot beat the engine it runs.
 """
 import platform
 import statistics
@@ -103,31 +105,53 @@ def main():
               f"{ratio(med, best):>6} {cpu:8.0f} {pct(cpu, cpupeak.get(th)):>5} "
               f"{ratio(cpu, cbase):>6} {ratio(cpu, cbest):>6}")
     print()
-    lines = [line.split() for line in open(daemon) if line.strip()]
-    runs = [ln for ln in lines if ln[0] == "daemon"]
+    daemon_table(daemon)
+
+
+def verdict(pct):
+    """A ratio above 105% means the baseline did not see the daemon's conditions."""
+    return " -> measurement invalid (above 105%)" if pct > 105 else ""
+
+
+def daemon_table(path):
+    """The daemon against the engine alone, like for like (replay.py): each replay sits
+    between two runs of the engine on WORKERS threads for the replay's duration; both
+    also in windows per CPU-second."""
+    lines = [line.split() for line in open(path) if line.strip()]
     failed = [ln for ln in lines if ln[0] == "daemon_failed"]
-    # the engine alone, measured right after each replay: "daemon_engine IMPL THREADS ..."
-    alone = [ln for ln in lines if ln[0] == "daemon_engine" and ln[2] == "1"]
-    if runs:
-        workers, windows = int(runs[0][1]), int(runs[0][2])
-        wps = statistics.median(windows / (float(ln[4]) - float(ln[3])) for ln in runs)
-        print(f"daemon: tridentd --replay (1 stream, {windows} windows, hop 1024) --pace fast "
-              f"--workers {workers}: {wps:.0f} windows/s (median of {len(runs)}, wall clock)")
-        if alone:
-            one = statistics.median(float(ln[3]) for ln in alone)
-            print(f"        engine alone ({alone[0][1]}, 1 thread, measured after each replay) "
-                  f"x {workers} workers: {one * workers:.0f} windows/s -> the daemon reaches "
-                  f"{100 * wps / (one * workers):.1f}% of it")
-        together = [float(ln[3]) for ln in lines
-                    if ln[0] == "daemon_engine" and int(ln[2]) == workers and workers > 1]
-        if together:
-            t = statistics.median(together)
-            print(f"        engine alone on {workers} threads at once: {t:.0f} windows/s -> "
-                  f"the daemon reaches {100 * wps / t:.1f}% of it")
-    elif failed:
+    if failed:
         print("daemon: failed: " + " ".join(failed[0][1:]))
-    else:
+        return
+    if not any(ln[0] == "daemon" for ln in lines):
         print("daemon: not built")
+        return
+    wall, cpu, rows = [], [], []
+    for i, ln in enumerate(lines):
+        if ln[0] != "daemon":
+            continue
+        before, after = lines[i - 1], lines[i + 1]
+        assert before[0] == after[0] == "daemon_engine", "replay.py's order: engine, daemon, engine"
+        workers, windows = int(ln[1]), int(ln[2])
+        wps = windows / (float(ln[4]) - float(ln[3]))
+        eng = (float(before[3]) + float(after[3])) / 2
+        # engine: sum over its threads of windows per thread-CPU-second; per thread:
+        eng_cpu = (float(before[6]) + float(after[6])) / 2 / workers
+        d_cpu = windows / float(ln[5])
+        wall.append(100 * wps / eng)
+        cpu.append(100 * d_cpu / eng_cpu)
+        rows.append((wps, eng, d_cpu, eng_cpu))
+    impl, workers, windows = lines[0][1], int(lines[1][1]), int(lines[1][2])
+    med = [statistics.median(r[k] for r in rows) for k in range(4)]
+    w, c = statistics.median(wall), statistics.median(cpu)
+    print(f"daemon: tridentd --replay (1 stream, {windows} windows, hop 1024) --pace fast "
+          f"--workers {workers}; each of {len(rows)} replays between two runs of the engine "
+          f"alone ({impl}, {workers} threads at once) of its duration; medians:")
+    print(f"  wall clock:      daemon {med[0]:.0f} windows/s, engine alone {med[1]:.0f} -> "
+          f"the daemon reaches {w:.1f}% of it "
+          f"(replays: {', '.join(f'{x:.1f}%' for x in wall)}){verdict(max(wall))}")
+    print(f"  per CPU-second:  daemon {med[2]:.0f} windows per second of its process's CPU time "
+          f"(all threads), engine alone {med[3]:.0f} per thread -> {c:.1f}% "
+          f"(replays: {', '.join(f'{x:.1f}%' for x in cpu)}){verdict(max(cpu))}")
 
 
 if __name__ == "__main__":
