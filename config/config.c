@@ -118,7 +118,14 @@ static const struct key keys[] = {
              "the systemd unit allows no netlink socket to resolve interface names." },
     { "publish.hwm", K_INT, G(hwm), .lo = 0, .hi = 10000000, .idef = 10000,
       .doc = "ZeroMQ send high-water mark in messages per subscriber; a slower "
-             "subscriber loses messages beyond it (0: unlimited)." },
+             "subscriber loses messages beyond it, it alone and uncounted (libzmq "
+             "drops them in that subscriber's queue): size it for the longest "
+             "pause a subscriber may take (0: unlimited)." },
+    { "publish.nodrop", K_BOOL, G(nodrop), .idef = 0,
+      .doc = "Make every subscriber lossless: at a subscriber's hwm, publishing "
+             "waits for it instead of dropping (ZMQ_XPUB_NODROP; --replay always "
+             "does). Then one subscriber that stops reading stalls every stream, "
+             "and live samples are dropped at capture." },
     { "publish.stdout", K_BOOL, G(to_stdout), .idef = 0,
       .doc = "Also write every message as one JSON line on standard output "
              "(the journal, under systemd)." },
@@ -1329,8 +1336,8 @@ void cfg_print_summary(const struct cfg *c, FILE *f)
     fprintf(f, "publish:");
     for (unsigned i = 0; i < c->n_endpoints; i++)
         fprintf(f, " %s", c->endpoints[i]);
-    fprintf(f, "%s (hwm %d, stats every %gs)\n", c->to_stdout ? " stdout" : "", c->hwm,
-            c->stats_interval);
+    fprintf(f, "%s (hwm %d%s, stats every %gs)\n", c->to_stdout ? " stdout" : "", c->hwm,
+            c->nodrop ? ", nodrop" : "", c->stats_interval);
     fprintf(f, "streams:  %u\n", c->n_streams);
     for (unsigned i = 0; i < c->n_streams; i++) {
         const struct cfg_stream *s = &c->streams[i];

@@ -61,6 +61,7 @@ struct cfg {
     char             **endpoints;
     unsigned           n_endpoints;
     int                hwm;
+    bool               nodrop;          /* back-pressure at hwm instead of loss */
     bool               to_stdout;
     double             stats_interval;  /* seconds; 0: off */
     unsigned           wait_subscribers; /* command line only */

@@ -17,8 +17,9 @@
  * in the capture, pipeline or ZeroMQ threads is ever interrupted.
  *   SIGINT, SIGTERM: STOPPING=1; the sources stop, the pipeline classifies
  *     and publishes what the rings hold, and tridentd exits 0.  A second
- *     signal also aborts sends blocked by a subscriber that takes nothing
- *     (NODROP), so the drain cannot hang.
+ *     signal, or DRAIN_DEADLINE_S after the first, also aborts sends blocked
+ *     by a subscriber that takes nothing (NODROP: --replay, publish.nodrop),
+ *     so the drain cannot hang.
  *   SIGHUP (configuration file only): RELOADING=1, then reload() re-reads
  *     the file and the model and validates both fully (and opens every new
  *     file stream once) before changing anything; on any error it logs one
@@ -75,10 +76,12 @@
 #define DEFAULT_MODEL    "cwru.safetensors"
 #define LOOP_NS          20000000L      /* main loop tick */
 #define STATUS_US        2000000u       /* STATUS= refresh */
+#define DRAIN_DEADLINE_S 10             /* stop: give up sends a subscriber blocks */
 
-/* First signal: stop the sources, drain, publish everything.  Second one:
- * also give up sends that a stuck subscriber blocks (NODROP back-pressure),
- * so that the exit never hangs. */
+/* First signal: stop the sources, drain, publish everything.  Second one,
+ * or DRAIN_DEADLINE_S after the stop: also give up sends that a stuck
+ * subscriber blocks (NODROP back-pressure), so that the exit never hangs.
+ * abort_flag is read by the publisher thread: stored atomically. */
 static volatile sig_atomic_t stop_flag, abort_flag, hup_flag;
 
 static void on_signal(int sig)
@@ -88,7 +91,7 @@ static void on_signal(int sig)
         return;
     }
     if (stop_flag)
-        abort_flag = 1;
+        __atomic_store_n(&abort_flag, 1, __ATOMIC_RELAXED);
     stop_flag = 1;
 }
 
@@ -133,7 +136,10 @@ static void usage(FILE *f)
 "  --version, --help\n"
 "\n"
 "Signals: SIGINT/SIGTERM stop reading, classify and publish what was read,\n"
-"exit 0 (a second one drops what a stuck subscriber does not take).  SIGHUP\n"
+"exit 0 (a second one, or 10 s, drops what a stuck subscriber does not take).\n"
+"With --replay a slow subscriber slows the replay down and loses nothing;\n"
+"otherwise (publish.nodrop = false) a subscriber that falls more than\n"
+"publish.hwm messages behind loses messages, and no other one waits.  SIGHUP\n"
 "re-reads the configuration file and the model; if either is bad the daemon\n"
 "says why and keeps running on the old ones.  Under systemd (Type=notify) it\n"
 "reports READY=1, STATUS=, WATCHDOG=1 (only while classifying makes progress),\n"
@@ -826,6 +832,8 @@ static void warn_fixed(const struct cfg *run, const struct cfg *nc)
         log_warn("reload: publish.endpoints changed: takes effect when tridentd restarts");
     if (run->hwm != nc->hwm)
         log_warn("reload: publish.hwm changed: takes effect when tridentd restarts");
+    if (run->nodrop != nc->nodrop)
+        log_warn("reload: publish.nodrop changed: takes effect when tridentd restarts");
     if (run->to_stdout != nc->to_stdout)
         log_warn("reload: publish.stdout changed: takes effect when tridentd restarts");
     if (run->stats_interval != nc->stats_interval)
@@ -1016,6 +1024,30 @@ static int check(const struct cfg *c, const struct args *a)
     return EX_OK_;
 }
 
+/* ---- shutdown --------------------------------------------------------------- */
+
+/* The sources are stopped: wait while the pipeline classifies and publishes
+ * what they captured, but not for ever.  A subscriber that takes nothing
+ * holds a nodrop publisher (--replay, publish.nodrop) for good; after
+ * DRAIN_DEADLINE_S the publisher gives up (abort_flag), pipeline_join() logs
+ * how many results were abandoned, and tridentd exits rather than being
+ * killed by systemd at TimeoutStopSec. */
+static void drain(pipeline *pl)
+{
+    uint64_t until = notify_now_us() + DRAIN_DEADLINE_S * 1000000ull;
+
+    pipeline_seal(pl);
+    while (!pipeline_finished(pl) && !__atomic_load_n(&abort_flag, __ATOMIC_RELAXED)) {
+        if (notify_now_us() >= until) {
+            log_warn("stop: still publishing after %d s (a subscriber takes nothing?): "
+                     "giving up the rest", DRAIN_DEADLINE_S);
+            __atomic_store_n(&abort_flag, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        sleep_tick();
+    }
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1079,6 +1111,9 @@ int main(int argc, char **argv)
     struct publish_opts pubo = {
         .endpoints = cfg.endpoints, .n_endpoints = cfg.n_endpoints,
         .hwm = cfg.hwm, .to_stdout = cfg.to_stdout,
+        /* A replay is lossless towards slow subscribers; the service drops
+         * for a stuck one rather than stall live capture (publish.h). */
+        .nodrop = args.replay || cfg.nodrop,
     };
     rc = publish_create(&pubo, &d.pub, err, sizeof err);
     if (rc < 0) {
@@ -1183,6 +1218,7 @@ out_run:
         d.src[i]->started = false;
     }
     if (pl_started) {
+        drain(d.pl);
         pipeline_join(d.pl);
         /* A replay that did not reach its consumer did not do its job. */
         if (args.replay && status == EX_OK_ && pipeline_publish_errors(d.pl))

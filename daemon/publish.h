@@ -2,11 +2,24 @@
  *
  * One publisher thread owns the publisher (ZeroMQ sockets are not
  * thread-safe).  Messages are two frames: the topic (stream name) and one
- * JSON object (../DESIGN.md "Messages").  The socket is an XPUB with
- * ZMQ_XPUB_NODROP: when a subscriber's high-water mark is reached,
- * publish_result() waits (back-pressure) rather than drop — a fast replay
- * loses nothing to a slow subscriber.  A subscriber that goes away is simply
- * no longer sent to.
+ * JSON object (../DESIGN.md "Messages").  The socket is an XPUB; what
+ * happens when a subscriber's high-water mark (hwm) is reached is the
+ * caller's choice, publish_opts.nodrop:
+ *
+ *   nodrop = true   (tridentd --replay; publish.nodrop = true)  back-pressure:
+ *                   ZMQ_XPUB_NODROP, publish_result() waits until the
+ *                   subscriber has room — a fast replay loses nothing to a
+ *                   slow subscriber, and a subscriber that reads nothing at
+ *                   all holds every stream (until publish_set_abort's flag).
+ *   nodrop = false  (the service's default)  libzmq's normal behaviour: a
+ *                   message that does not fit is dropped for that subscriber
+ *                   only; the others, and publish_result(), never wait, so a
+ *                   stuck subscriber cannot stall live capture.  libzmq does
+ *                   not tell which messages it dropped nor count them, so
+ *                   neither can we: the hwm must be sized for the longest
+ *                   pause a subscriber may take (a gap in its seq shows it).
+ *
+ * A subscriber that goes away is simply no longer sent to.
  *
  * The wait is a blocking zmq_send() in slices of 100 ms (ZMQ_SNDTIMEO):
  * libzmq wakes it as soon as the subscriber's pipe has room again.  (Polling
@@ -55,6 +68,7 @@ struct publish_opts {
     char *const *endpoints;
     unsigned     n_endpoints;   /* 0: no socket (stdout only) */
     int          hwm;           /* per-subscriber high-water mark, messages */
+    bool         nodrop;        /* wait at a subscriber's hwm instead of dropping */
     bool         to_stdout;
 };
 
@@ -71,7 +85,7 @@ void publish_destroy(publisher *p);
  * real port of "tcp://host:*"), or NULL when i is out of range. */
 const char *publish_endpoint(const publisher *p, unsigned i);
 /* Give up a send blocked by back-pressure once *flag is non-zero (checked
- * every 100 ms): publish_result()/publish_raw() then return -ECANCELED and
+ * every 100 ms; set it with a plain or an atomic store, read atomically): publish_result()/publish_raw() then return -ECANCELED and
  * every later send does too, at once.  For a hard stop (a second signal, a
  * shutdown deadline) — a graceful stop keeps publishing what was captured.
  * NULL (the default) never gives up.  Call before the publisher thread

@@ -1,5 +1,6 @@
 /* publish_zmq.c — the publisher: one XPUB socket bound to every endpoint,
- * back-pressure instead of loss, and the same JSON as lines on stdout.
+ * back-pressure or per-subscriber loss at the high-water mark (publish.h),
+ * and the same JSON as lines on stdout.
  *
  * Why XPUB and not PUB: the XPUB hands us every subscription message, so the
  * daemon can hold a replay until its consumers are there (a PUB that sends
@@ -103,7 +104,8 @@ int publish_create(const struct publish_opts *o, publisher **out, char *err, siz
         goto fail;
     }
     p->sock = zmq_socket(p->ctx, ZMQ_XPUB);
-    if (!p->sock || set_int(p->sock, ZMQ_XPUB_NODROP, 1) || set_int(p->sock, ZMQ_XPUB_VERBOSER, 1)
+    if (!p->sock || set_int(p->sock, ZMQ_XPUB_NODROP, o->nodrop)
+        || set_int(p->sock, ZMQ_XPUB_VERBOSER, 1)
         || set_int(p->sock, ZMQ_SNDHWM, o->hwm) || set_int(p->sock, ZMQ_LINGER, LINGER_MS)
         || set_int(p->sock, ZMQ_SNDTIMEO, SLICE_MS)) {
         rc = -errno;
@@ -201,8 +203,10 @@ static int send_frame(publisher *p, const void *data, size_t len, int more)
             return 0;
         if (errno != EAGAIN && errno != EINTR)
             return -errno;
-        /* A full slice went by without room (or a signal came). */
-        if (p->abort && *p->abort) {
+        /* A full slice went by without room (or a signal came).  The flag is
+         * set by a signal handler or by another thread (main's shutdown
+         * deadline): an atomic read. */
+        if (p->abort && __atomic_load_n(p->abort, __ATOMIC_RELAXED)) {
             p->cancelled = true;
             return -ECANCELED;
         }

@@ -1,7 +1,7 @@
 /* pub-feed.c — test tool: drive the publisher with synthetic results.
  *
  *   pub-feed [--endpoint E]... [--wait N] [--count M] [--streams K]
- *            [--classes C] [--hwm H] [--name PREFIX] [--stdout]
+ *            [--classes C] [--hwm H] [--name PREFIX] [--stdout] [--drop]
  *
  * Binds a publisher (publish.h) on every E, prints "endpoint: BOUND" for each
  * on stderr (the real port of tcp://host:*), waits for N subscriptions, then
@@ -9,6 +9,8 @@
  * PREFIX/0 … PREFIX/K-1 (PREFIX alone when K = 1).  Message i is stream
  * i % K, seq i / K; its values are a deterministic function of (stream, seq)
  * that tests recompute (see tests/integration/test_publish.py expected()).
+ * The publisher waits at a subscriber's high-water mark (nodrop), as
+ * --replay does; --drop makes it drop there instead, as the service does.
  * Prints "published M in S s" on stderr and exits 0; 1 on an error, 2 when
  * SIGINT/SIGTERM abandoned a blocked send, 64 on bad usage.
  */
@@ -55,7 +57,7 @@ int main(int argc, char **argv)
     unsigned n_eps = 0;
     unsigned long wait = 0, count = 1000, streams = 1, classes = 4, hwm = 1000;
     const char *name = "feed";
-    bool to_stdout = false;
+    bool to_stdout = false, drop = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -75,6 +77,8 @@ int main(int argc, char **argv)
             name = argv[++i];
         else if (!strcmp(a, "--stdout"))
             to_stdout = true;
+        else if (!strcmp(a, "--drop"))
+            drop = true;
         else {
             fprintf(stderr, "pub-feed: bad argument '%s'\n", a);
             return 64;
@@ -92,7 +96,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct publish_opts o = { .endpoints = eps, .n_endpoints = n_eps, .hwm = (int)hwm,
-                              .to_stdout = to_stdout };
+                              .nodrop = !drop, .to_stdout = to_stdout };
     publisher *p;
     char err[512];
     int rc = publish_create(&o, &p, err, sizeof err);

@@ -461,7 +461,7 @@ TEST(subscriptions_are_counted)
 TEST(back_pressure_and_abort)
 {
     char *any[] = { "ipc://@trident-test-publish-bp" };
-    struct publish_opts o = { .endpoints = any, .n_endpoints = 1, .hwm = 4 };
+    struct publish_opts o = { .endpoints = any, .n_endpoints = 1, .hwm = 4, .nodrop = true };
     publisher *p = NULL;
     char err[256], got[2048];
     volatile sig_atomic_t abort_now = 1;
@@ -515,6 +515,56 @@ TEST(back_pressure_and_abort)
     publish_destroy(p);
 }
 
+/* Without nodrop (the service), a subscriber that reads nothing never
+ * holds the publisher: every send succeeds at once (with nodrop the abort
+ * flag, set from the start, would cancel the first one that had to wait),
+ * the subscriber loses what did not fit, and what it gets is in order. */
+TEST(drop_at_hwm_never_waits)
+{
+    char *any[] = { "ipc://@trident-test-publish-drop" };
+    struct publish_opts o = { .endpoints = any, .n_endpoints = 1, .hwm = 4, .nodrop = false };
+    publisher *p = NULL;
+    char err[256], got[2048];
+    volatile sig_atomic_t abort_now = 1;
+    REQUIRE(publish_create(&o, &p, err, sizeof err) == 0);
+    void *ctx = zmq_ctx_new();
+    void *s = sub_open(ctx, any[0], 4);
+    REQUIRE(s);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    REQUIRE(publish_wait_subscribers(p, 1, NULL) == 0);
+    publish_set_abort(p, &abort_now);
+
+    struct result r = sample_result();
+    int rc = 0;
+    const unsigned n = 50000;       /* far more than hwm + kernel buffers hold */
+    for (r.seq = 0; r.seq < n && rc == 0; r.seq++)
+        rc = publish_result(p, &r);
+    CHECKF(rc == 0 && r.seq == n, "rc %d at message %llu", rc, (unsigned long long)r.seq);
+
+    unsigned seen = 0;
+    long long last = -1;
+    bool in_order = true;
+    for (;;) {
+        zmq_pollitem_t it = { .socket = s, .events = ZMQ_POLLIN };
+        if (zmq_poll(&it, 1, 1000) <= 0 || zmq_recv(s, got, sizeof got, 0) < 0)
+            break;
+        int k = zmq_recv(s, got, sizeof got - 1, 0);
+        if (k < 0)
+            break;
+        got[k] = '\0';
+        json_t *j = json_loads(got, 0, NULL);
+        long long q = j ? json_integer_value(json_object_get(j, "seq")) : -1;
+        in_order = in_order && q > last;
+        last = q;
+        json_decref(j);
+        seen++;
+    }
+    CHECKF(seen > 0 && seen < n && in_order, "received %u of %u, in order %d", seen, n, in_order);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    publish_destroy(p);
+}
+
 TEST(ipv6_literal_binds)
 {
     char *v6[] = { "tcp://[::1]:*", "tcp://127.0.0.1:*" };
@@ -550,6 +600,7 @@ int main(void)
     RUN(wait_subscribers_stops);
     RUN(subscriptions_are_counted);
     RUN(back_pressure_and_abort);
+    RUN(drop_at_hwm_never_waits);
     RUN(ipv6_literal_binds);
     return TEST_END();
 }
