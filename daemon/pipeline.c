@@ -31,9 +31,24 @@
  * Synchronisation of the slots: one mutex and three condition variables
  * (work for the workers, done for the publisher, free for the windower).
  * A slot is filled or computed outside the lock: ownership moves with the
- * counters, which only change under it.  Per window that is three short
- * critical sections against ~16 M multiply-adds of work.  Every wait is a
- * timed wait (CLOCK_MONOTONIC), so a lost wake-up costs at most a tick.
+ * counters, which only change under it.  What costs is not the lock but
+ * the wake-ups (a futex call and a context switch each, on cores the
+ * workers need), so each side wakes another only when it must, and then in
+ * batches of `batch` (a quarter of the circle):
+ *   - the windower fills slots beyond head without the lock while the tail
+ *     it last saw says they are free, and submits what one ring read cut
+ *     in one lock (at once if a worker waits: `work_waiting`); on a full
+ *     circle it waits until a batch is free, not one slot;
+ *   - a worker signals the publisher only if it waits, and only once slot
+ *     `tail` is done and either a batch of done slots follows it or no work
+ *     is queued (not saturated: a live window is sent at once);
+ *   - the publisher sends every done slot from tail on with the lock
+ *     released, frees them in one go and wakes the windower only if it
+ *     waits and a batch is free.
+ * Under full load that is about two wake-ups per batch instead of three per
+ * window (measured: 57,000 -> 9,000 voluntary context switches for a
+ * 20,000-window fast replay with 2 workers).  Every wait is a timed wait
+ * (CLOCK_MONOTONIC), so a case the rules miss costs at most a tick.
  *
  * Publisher thread: sends slot `tail` once done, accounts latency into
  * fixed histograms (the interval's and each stream's), and every
@@ -147,6 +162,13 @@ struct pipeline {
     pthread_mutex_t   mu;
     pthread_cond_t    cv_work, cv_done, cv_free;
     uint64_t          head, next, tail;        /* under mu */
+    unsigned          batch;                   /* slots per wake-up of the publisher / windower */
+    _Atomic unsigned  work_waiting;            /* changed under mu: workers waiting for a slot */
+    bool              pub_waiting;             /* under mu: publisher waits on cv_done */
+    bool              free_waiting;            /* under mu: windower waits on cv_free */
+    /* windower thread */
+    uint64_t          w_head;                  /* slots filled: [head, w_head) not yet submitted */
+    uint64_t          w_tail;                  /* tail as last seen (tail only grows) */
     bool              input_done;              /* under mu: windower finished */
     bool              abort;                   /* under mu: start failed, leave now */
     _Atomic bool      finished;
@@ -243,6 +265,7 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
     p->stall_after = -1;
     atomic_init(&p->finished, false);
     atomic_init(&p->published, 0);
+    atomic_init(&p->work_waiting, 0);
 
     /* Test-only fault hook (pipeline.h). */
     const char *stall = getenv("TRIDENT_TEST_STALL_AFTER");
@@ -285,7 +308,8 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
 
     /* Enough slots to keep every worker busy while the publisher waits for
      * the oldest one, and a little more for the windower to run ahead. */
-    p->n_slots = 4 * p->n_workers + 8;
+    p->n_slots = 8 * p->n_workers + 16;
+    p->batch = p->n_slots / 4;
     size_t per = NET_WIN + 2 * SLOT_CLASSES;
     p->slots = calloc(p->n_slots, sizeof *p->slots);
     p->slot_mem = aligned_alloc(64, sizeof(float) * per * p->n_slots);
@@ -518,29 +542,57 @@ void pipeline_reap(pipeline *p)
 
 /* ---- windower ------------------------------------------------------------- */
 
-/* The next free slot (wait for the publisher to free one), or NULL on abort. */
-static struct slot *slot_free(pipeline *p)
+/* Hand the filled slots [head, w_head) to the workers, stamped with the
+ * model that is current now: a model switch (under the same lock) falls
+ * between two windows, never inside one.  Called with mu held. */
+static void slots_submit_locked(pipeline *p)
 {
-    struct slot *sl = NULL;
-    pthread_mutex_lock(&p->mu);
-    while (p->head - p->tail >= p->n_slots && !p->abort)
-        cond_wait_until(&p->cv_free, &p->mu, mono_ns() + TICK_NS);
-    if (!p->abort)
-        sl = &p->slots[p->head % p->n_slots];
-    pthread_mutex_unlock(&p->mu);
-    return sl;
+    if (p->w_head == p->head)
+        return;
+    for (uint64_t i = p->head; i < p->w_head; i++)
+        p->slots[i % p->n_slots].model = p->cur;
+    unsigned n = (unsigned)(p->w_head - p->head);
+    p->head = p->w_head;
+    /* Only a waiting worker needs a wake-up; one per new slot at most. */
+    unsigned waiting = atomic_load_explicit(&p->work_waiting, memory_order_relaxed);
+    if (waiting > 1 && n > 1)
+        pthread_cond_broadcast(&p->cv_work);
+    else if (waiting)
+        pthread_cond_signal(&p->cv_work);
 }
 
-/* Hand the filled slot `head` to the workers, stamped with the model that
- * is current now: a model switch (under the same lock) falls between two
- * windows, never inside one. */
-static void slot_submit(pipeline *p, struct slot *sl)
+static void slots_submit(pipeline *p)
 {
+    if (p->w_head == p->head)     /* head changes only in this thread */
+        return;
     pthread_mutex_lock(&p->mu);
-    sl->model = p->cur;
-    p->head++;
-    pthread_cond_signal(&p->cv_work);
+    slots_submit_locked(p);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* The next free slot, or NULL on abort.  Free per the tail last seen needs
+ * no lock (the real tail is at least that far); else it submits what is
+ * filled, and if the circle is full waits until the publisher freed a
+ * batch of slots (one wake-up per batch, not per window). */
+static struct slot *slot_free(pipeline *p)
+{
+    if (p->w_head - p->w_tail < p->n_slots)
+        return &p->slots[p->w_head % p->n_slots];
+    struct slot *sl = NULL;
+    pthread_mutex_lock(&p->mu);
+    slots_submit_locked(p);
+    if (p->head - p->tail >= p->n_slots) {
+        while (p->head - p->tail > p->n_slots - p->batch && !p->abort) {
+            p->free_waiting = true;
+            cond_wait_until(&p->cv_free, &p->mu, mono_ns() + TICK_NS);
+            p->free_waiting = false;
+        }
+    }
+    p->w_tail = p->tail;
+    if (!p->abort)
+        sl = &p->slots[p->w_head % p->n_slots];
+    pthread_mutex_unlock(&p->mu);
+    return sl;
 }
 
 /* Cut every complete window of x[0..n) into slots. */
@@ -556,7 +608,7 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
             struct slot *sl = slot_free(p);
             uint64_t seq, start;
             if (!sl)
-                return;
+                goto out;
             win_next(ps->win, sl->x, &seq, &start);
             /* Map the window's first sample back to the input rate, where
              * the source's clock and its loss positions count. */
@@ -587,10 +639,16 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
             sl->live = ps->live;
             if (ps->live)
                 sl->t_last = stream_time(ps->st, iend ? iend - 1 : 0);
-            sl->done = false;
-            slot_submit(p, sl);
+            p->w_head++;
+            /* A worker waits for work: give it this one now rather than at
+             * the end of the pass. */
+            if (atomic_load_explicit(&p->work_waiting, memory_order_relaxed))
+                slots_submit(p);
         }
     } while (n > 0);
+out:
+    /* Everything cut in this pass goes to the workers in one lock. */
+    slots_submit(p);
 }
 
 static void resample_feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n,
@@ -718,6 +776,24 @@ struct worker_arg {
     unsigned  id;
 };
 
+/* Worth waking the publisher (under mu)?  Slot `tail` is done and either a
+ * batch of done slots follows from it, or no work is queued (the pipeline
+ * is not saturated: a live stream's window must not wait for company), or
+ * the input ended.  Under full load that is one wake-up per batch; a lost
+ * case costs at most the publisher's tick. */
+static bool tail_ready(const pipeline *p)
+{
+    if (p->tail == p->head || !p->slots[p->tail % p->n_slots].done)
+        return false;
+    if (p->next == p->head || p->input_done)
+        return true;
+    uint64_t end = p->tail + p->batch < p->head ? p->tail + p->batch : p->head;
+    for (uint64_t i = p->tail + 1; i < end; i++)
+        if (!p->slots[i % p->n_slots].done)
+            return false;
+    return end - p->tail >= p->batch;
+}
+
 static void *worker_main(void *arg)
 {
     pipeline *p = ((struct worker_arg *)arg)->p;
@@ -726,8 +802,11 @@ static void *worker_main(void *arg)
     free(arg);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->next == p->head && !p->input_done && !p->abort)
+        while (p->next == p->head && !p->input_done && !p->abort) {
+            atomic_fetch_add_explicit(&p->work_waiting, 1, memory_order_relaxed);
             cond_wait_until(&p->cv_work, &p->mu, mono_ns() + TICK_NS);
+            atomic_fetch_sub_explicit(&p->work_waiting, 1, memory_order_relaxed);
+        }
         if (p->abort || (p->next == p->head && p->input_done))
             break;
         uint64_t idx = p->next++;
@@ -748,7 +827,7 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&p->mu);
         sl->done = true;
-        if (idx == p->tail)
+        if (p->pub_waiting && tail_ready(p))
             pthread_cond_signal(&p->cv_done);
     }
     pthread_mutex_unlock(&p->mu);
@@ -886,20 +965,29 @@ static void *publisher_main(void *arg)
         }
         if (p->abort)
             break;
-        if (p->tail < p->head && p->slots[p->tail % p->n_slots].done) {
-            struct slot *sl = &p->slots[p->tail % p->n_slots];
+        /* Every done slot from tail on, sent with the lock released and
+         * freed in one go. */
+        uint64_t t0s = p->tail, end = t0s;
+        while (end < p->head && p->slots[end % p->n_slots].done)
+            end++;
+        if (end > t0s) {
             pthread_mutex_unlock(&p->mu);
-            publish_slot(p, sl);
+            for (uint64_t i = t0s; i < end; i++)
+                publish_slot(p, &p->slots[i % p->n_slots]);
             pthread_mutex_lock(&p->mu);
-            sl->done = false;
-            p->tail++;
-            pthread_cond_signal(&p->cv_free);
+            for (uint64_t i = t0s; i < end; i++)
+                p->slots[i % p->n_slots].done = false;
+            p->tail = end;
+            if (p->free_waiting && p->head - p->tail <= p->n_slots - p->batch)
+                pthread_cond_signal(&p->cv_free);
             continue;
         }
         if (p->input_done && p->tail == p->head)
             break;
         int64_t until = now + TICK_NS;
+        p->pub_waiting = true;
         cond_wait_until(&p->cv_done, &p->mu, until < next_stats ? until : next_stats);
+        p->pub_waiting = false;
     }
     pthread_mutex_unlock(&p->mu);
     atomic_store(&p->finished, true);

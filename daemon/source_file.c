@@ -41,7 +41,13 @@
 #define FILE_CHUNK      4096u        /* frames per read in fast mode */
 #define FILE_RT_PERIOD  0.005        /* seconds per chunk in realtime mode */
 #define FILE_RING_MIN   16384u       /* samples per ring, at least: 4 RS_CHUNKs */
-#define FILE_WAIT_NS    200000L      /* back-off while a ring is full */
+/* pace = fast: a ring of 128 windows of 1024, and a full ring is retried
+ * every millisecond: even at 4,000 windows/s per worker the pipeline finds
+ * 32 ms of samples waiting, and the thread wakes 1,000 times a second at
+ * most (a 16384-sample ring retried every 200 us cost one wake-up per
+ * window: context switches that the workers paid for). */
+#define FILE_RING_FAST  131072u
+#define FILE_WAIT_NS    1000000L     /* back-off while a ring is full */
 #define FILE_MAX_CH     256u
 
 struct file_priv {
@@ -185,7 +191,7 @@ static int file_open(struct source *s, char *err, size_t errlen)
     /* Fast: a small ring, since the file waits for room anyway, and a signal
      * leaves little to drain.  Realtime: a second of samples, so that a
      * stalled pipeline delays the file rather than the clock. */
-    uint32_t cap = FILE_RING_MIN;
+    uint32_t cap = c->pace == CFG_PACE_REALTIME ? FILE_RING_MIN : FILE_RING_FAST;
     while (c->pace == CFG_PACE_REALTIME && cap < (uint32_t)f->info.samplerate
            && cap < (1u << 30))
         cap <<= 1;
