@@ -25,6 +25,9 @@
  *       xrun_at 24000            # or "500ms": once that much was read, the pointer
  *                                # freezes for a buffer + 50 ms, then the stream overruns
  *       unplug_file "/abs/gone"  # while it exists: open fails and I/O returns -ENODEV
+ *       loss_file "/abs/lost"    # paced: at every restart, the frames of the device
+ *                                # timeline never handed to the application since
+ *                                # open are written there (exactly what an overrun lost)
  *       period_min_file "/abs/p" # if it exists when the device is opened, it holds N:
  *                                # periods of at least N bytes (a device that grants
  *                                # other sizes when it is reopened)
@@ -58,6 +61,7 @@ struct tt {
     unsigned char *data;            /* the raw file, whole */
     size_t         data_len;
     char          *unplug_file;
+    char          *loss_file;
     int            paced;
     long long      xrun_frames;     /* >0: force one overrun after that many frames read */
     long long      xrun_ms;         /* >0: same, in ms (converted at hw_params) */
@@ -69,6 +73,8 @@ struct tt {
     int64_t        start_frame;     /* device frame at which the current run started */
     int64_t        hw;              /* frames captured in the current run */
     int64_t        read_total;      /* frames handed to the application since open */
+    int64_t        next_frame;      /* device frame after the last one handed over */
+    int64_t        lost;            /* device frames skipped at restarts since open */
     int            xrun_done;
     int64_t        stall_until_ns;  /* while now < this, the pointer does not move */
 };
@@ -100,6 +106,14 @@ static int tt_start(snd_pcm_ioplug_t *io)
         if (!t->started_once)
             t->epoch_ns = now;
         t->start_frame = device_frame(t, now);
+        if (t->started_once && t->start_frame > t->next_frame) {
+            t->lost += t->start_frame - t->next_frame;
+            FILE *f = t->loss_file ? fopen(t->loss_file, "w") : NULL;
+            if (f) {
+                fprintf(f, "%lld\n", (long long)t->lost);
+                fclose(f);
+            }
+        }
         /* Fire a little after each period boundary so a whole period is ready. */
         int64_t period_ns = (int64_t)io->period_size * 1000000000 / io->rate;
         struct itimerspec its = {
@@ -174,6 +188,7 @@ static snd_pcm_sframes_t tt_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channel
         }
     }
     t->read_total += (int64_t)size;
+    t->next_frame = t->start_frame + (int64_t)io->appl_ptr + (int64_t)size;
     return (snd_pcm_sframes_t)size;
 }
 
@@ -220,6 +235,7 @@ static int tt_close(snd_pcm_ioplug_t *io)
         close(t->fd);
     free(t->data);
     free(t->unplug_file);
+    free(t->loss_file);
     free(t);
     return 0;
 }
@@ -316,7 +332,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
 {
     (void)root;
     snd_config_iterator_t i, next;
-    const char *file = NULL, *unplug = NULL, *period_min_file = NULL;
+    const char *file = NULL, *unplug = NULL, *period_min_file = NULL, *loss = NULL;
     unsigned rates[MAX_LIST], n_rates = 0, formats[MAX_LIST], n_formats = 0;
     long channels = 0, xrun_frames = 0, xrun_ms = 0;
     int paced = 1, err;
@@ -337,6 +353,9 @@ SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
                 goto bad;
         } else if (!strcmp(id, "unplug_file")) {
             if (snd_config_get_string(n, &unplug) < 0)
+                goto bad;
+        } else if (!strcmp(id, "loss_file")) {
+            if (snd_config_get_string(n, &loss) < 0)
                 goto bad;
         } else if (!strcmp(id, "period_min_file")) {
             if (snd_config_get_string(n, &period_min_file) < 0)
@@ -389,7 +408,8 @@ bad:
     t->paced = paced;
     t->xrun_frames = xrun_frames;
     t->xrun_ms = xrun_ms;
-    if (unplug && !(t->unplug_file = strdup(unplug))) {
+    if ((unplug && !(t->unplug_file = strdup(unplug)))
+        || (loss && !(t->loss_file = strdup(loss)))) {
         err = -ENOMEM;
         goto fail;
     }
@@ -459,6 +479,7 @@ fail:
         close(t->fd);
     free(t->data);
     free(t->unplug_file);
+    free(t->loss_file);
     free(t);
     return err;
 }
