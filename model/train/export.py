@@ -15,7 +15,6 @@ import json
 import struct
 import sys
 
-import numpy as np
 import torch
 
 DTYPES = {

@@ -5,9 +5,12 @@ under test is $TRIDENT_BUILD (default "build"), all builds made by `make check`
 are in $TRIDENT_BUILDS; ../shared/data/cwru holds the CWRU recordings (found
 beside the repository, or at $TRIDENT_SHARED).
 """
+import atexit
 import os
+import shutil
 import struct
 import sys
+import tempfile
 
 import numpy as np
 
@@ -27,6 +30,13 @@ def binpath(name, build=None):
         if os.path.exists(p):
             return p
     raise FileNotFoundError(f"{name} not built in {b}")
+
+
+def tmpdir(prefix):
+    """A temporary folder removed when the test exits, failed or not."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 class Tap:

@@ -11,7 +11,6 @@ device it does not open) exits 0 and prints the streams.
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -20,7 +19,7 @@ import harness  # noqa: E402
 
 T = harness.Tap()
 EXE = harness.binpath("tridentd")
-TMP = tempfile.mkdtemp(prefix="trident-cfg-")
+TMP = harness.tmpdir("trident-cfg-")
 MODEL = os.path.join(harness.ROOT, "model", "cwru.safetensors")
 WAV = os.path.join(TMP, "rec.wav")
 SHORT = os.path.join(TMP, "short.wav")
@@ -126,7 +125,6 @@ def main():
     rc, out, _ = run("--help")
     T.ok("--help: the config keys and the exit codes", rc == 0 and "streams[].path" in out
          and "78" in out and "SIGHUP" in out)
-    subprocess.run(["rm", "-rf", TMP])
 
 
 main()

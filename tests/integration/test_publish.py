@@ -13,14 +13,13 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILDS, Tap, binpath  # noqa: E402
+from harness import BUILDS, Tap, binpath, tmpdir  # noqa: E402
 from messages import check_message  # noqa: E402
 
 # Run directly (not through tests/run.sh), TSan builds still need the libzmq suppression.
@@ -31,7 +30,7 @@ if "suppressions=" not in os.environ.get("TSAN_OPTIONS", ""):
 
 tap = Tap()
 ctx = zmq.Context()
-TMP = tempfile.mkdtemp(prefix="trident-publish-")
+TMP = tmpdir("trident-publish-")
 TIMEOUT_MS = 20000
 
 

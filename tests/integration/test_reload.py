@@ -24,13 +24,11 @@ Runs against every build in $TRIDENT_BUILDS (TSan and ASan included), and on
 the normal build once more with the reference forward (TRIDENT_NET=ref).
 """
 import hashlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -48,7 +46,7 @@ T = harness.Tap()
 torch.set_num_threads(1)
 RATE, HOP, WIN = 12000, 512, 1024
 TOL = 1e-4
-TMP = tempfile.mkdtemp(prefix="trident-reload-")
+TMP = harness.tmpdir("trident-reload-")
 _supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tsan.supp")
 if "suppressions=" not in os.environ.get("TSAN_OPTIONS", ""):
     os.environ["TSAN_OPTIONS"] = (os.environ.get("TSAN_OPTIONS", "halt_on_error=1")
@@ -360,7 +358,6 @@ def main():
         scenario(b)
         if os.path.basename(b) == "build":
             scenario(b, "ref")
-    subprocess.run(["rm", "-rf", TMP])
 
 
 main()

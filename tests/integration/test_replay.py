@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -30,7 +29,7 @@ import zmq
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402  (also puts model/train on sys.path)
 import export  # noqa: E402
-from net import Net, normalize  # noqa: E402
+from net import normalize  # noqa: E402
 
 from messages import check_message  # noqa: E402  (the DESIGN.md contract, typed)
 
@@ -39,7 +38,7 @@ TOL = 1e-4
 tap = harness.Tap()
 torch.set_num_threads(1)
 TRIDENTD = harness.binpath("tridentd")
-TMP = tempfile.mkdtemp(prefix="trident-replay-")
+TMP = harness.tmpdir("trident-replay-")
 CLASSES = ["normal", "inner", "ball", "outer"]
 
 # Run directly (not through tests/run.sh), TSan builds still need the libzmq

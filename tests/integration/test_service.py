@@ -21,14 +21,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 import numpy as np
 import zmq
 
-from harness import ROOT, Tap, binpath, write_wav
+from harness import ROOT, Tap, binpath, tmpdir, write_wav
 
 T = Tap()
 WD_USEC = 1_000_000
@@ -93,7 +92,7 @@ class Systemd:
 
 def main():
     exe = tridentd()
-    tmp = tempfile.mkdtemp(prefix="trident-svc-")
+    tmp = tmpdir("trident-svc-")
     model = make_model(os.path.join(tmp, "m.safetensors"))
     rng = np.random.default_rng(1)
     wav = os.path.join(tmp, "noise.wav")
@@ -256,7 +255,6 @@ def main():
         if p.poll() is None:
             p.kill()
             p.wait()
-        subprocess.run(["rm", "-rf", tmp])
 
 
 main()
