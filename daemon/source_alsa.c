@@ -35,8 +35,10 @@
  *       frames lost are estimated at the first read after the restart as
  *       (measured time - predicted time) x rate, added to `dropped` (at least
  *       one frame: an overrun always loses data) and the clock re-anchored.
- *   -ESTRPIPE (suspend): snd_pcm_resume() while it says -EAGAIN (bounded),
- *       else prepare; the loss is estimated the same way.
+ *   -ESTRPIPE (suspend): snd_pcm_resume() while it says -EAGAIN (bounded);
+ *       if it failed or left the PCM SUSPENDED, prepare and start; a resumed
+ *       PCM is RUNNING again and is not restarted.  `suspends` grows; the
+ *       loss is estimated the same way.
  *   anything else (-ENODEV: unplugged; -EIO, -EBADFD...; or no wake-up for
  *       4 buffers + 1 s): `down` is set, the PCM closed and reopened with
  *       back-off (100 ms doubling to 5 s) until it comes back with the same
@@ -517,9 +519,18 @@ static bool recover(struct alsa_src *a, int err)
         for (int i = 0; i < RESUME_TRIES && (e = snd_pcm_resume(a->pcm)) == -EAGAIN; i++)
             if (stop_requested(a, 100))
                 return false;
+        /* alsa-lib's ioplug (1.2.8) returns 0 whether or not its plugin
+         * resumed: the state says whether it did. */
+        if (e == 0 && snd_pcm_state(a->pcm) == SND_PCM_STATE_SUSPENDED)
+            e = -ENOSYS;
         if (e < 0)
             e = snd_pcm_prepare(a->pcm);
-        if (e == 0 && (e = snd_pcm_start(a->pcm)) == 0) {
+        /* A resumed stream runs again (the driver restores the state it had
+         * before the suspend, and snd_pcm_start() would say -EBADFD); a
+         * prepared one must be started. */
+        if (e == 0 && snd_pcm_state(a->pcm) == SND_PCM_STATE_PREPARED)
+            e = snd_pcm_start(a->pcm);
+        if (e == 0) {
             a->gap_pending = a->anchored;
             return true;
         }

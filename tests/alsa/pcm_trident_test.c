@@ -24,10 +24,18 @@
  *       paced yes                # no: always a full buffer ready, never overruns
  *       xrun_at 24000            # or "500ms": once that much was read, the pointer
  *                                # freezes for a buffer + 50 ms, then the stream overruns
+ *       suspend_at "300ms"       # paced, or frames: once that much was read, the device
+ *                                # "sleeps" (pointer frozen) for suspend_ms (default 100),
+ *                                # then goes to SUSPENDED as a driver does on system
+ *                                # suspend: I/O returns -ESTRPIPE, poll says POLLERR
+ *       resume_fails yes         # the resume callback refuses (the state stays SUSPENDED;
+ *                                # alsa-lib 1.2.8's ioplug still returns 0 from
+ *                                # snd_pcm_resume()), so only a prepare recovers; without
+ *                                # it, resume goes on RUNNING, the frames of the sleep lost
  *       unplug_file "/abs/gone"  # while it exists: open fails and I/O returns -ENODEV
- *       loss_file "/abs/lost"    # paced: at every restart, the frames of the device
- *                                # timeline never handed to the application since
- *                                # open are written there (exactly what an overrun lost)
+ *       loss_file "/abs/lost"    # paced: at every restart or resume, the frames of the
+ *                                # device timeline never handed to the application since
+ *                                # open are written there (exactly what was lost)
  *       period_min_file "/abs/p" # if it exists when the device is opened, it holds N:
  *                                # periods of at least N bytes (a device that grants
  *                                # other sizes when it is reopened)
@@ -65,6 +73,10 @@ struct tt {
     int            paced;
     long long      xrun_frames;     /* >0: force one overrun after that many frames read */
     long long      xrun_ms;         /* >0: same, in ms (converted at hw_params) */
+    long long      suspend_frames;  /* >0: suspend once after that many frames read */
+    long long      suspend_at_ms;   /* >0: same, in ms (converted at hw_params) */
+    long long      suspend_len_ms;  /* how long the device sleeps before SUSPENDED */
+    int            resume_fails;
     /* state */
     int            fd;              /* timerfd (paced) or eventfd (unpaced, always readable) */
     size_t         frame_bytes;
@@ -77,6 +89,13 @@ struct tt {
     int64_t        lost;            /* device frames skipped at restarts since open */
     int            xrun_done;
     int64_t        stall_until_ns;  /* while now < this, the pointer does not move */
+    int            suspend_done;
+    int            sleeping;        /* pointer frozen since the suspend began */
+    int64_t        sleep_until_ns;  /* then the state goes to SUSPENDED */
+    /* After a resume, positions >= shift_from of this run are shift frames
+     * later on the device timeline: the frames of the sleep were never captured. */
+    int64_t        shift;
+    int64_t        shift_from;
 };
 
 static int64_t now_ns(void)
@@ -96,23 +115,37 @@ static int64_t device_frame(const struct tt *t, int64_t ns)
     return (int64_t)((__int128)(ns - t->epoch_ns) * t->io.rate / 1000000000);
 }
 
+static void write_loss(const struct tt *t)
+{
+    FILE *f = t->loss_file ? fopen(t->loss_file, "w") : NULL;
+    if (f) {
+        fprintf(f, "%lld\n", (long long)t->lost);
+        fclose(f);
+    }
+}
+
+/* The device frame carried by position p of the current run. */
+static int64_t run_frame(const struct tt *t, int64_t p)
+{
+    return t->start_frame + p + (p >= t->shift_from ? t->shift : 0);
+}
+
 static int tt_start(snd_pcm_ioplug_t *io)
 {
     struct tt *t = io->private_data;
     if (unplugged(t))
         return -ENODEV;
     int64_t now = now_ns();
+    t->sleeping = 0;
+    t->shift = 0;
+    t->shift_from = INT64_MAX;
     if (t->paced) {
         if (!t->started_once)
             t->epoch_ns = now;
         t->start_frame = device_frame(t, now);
         if (t->started_once && t->start_frame > t->next_frame) {
             t->lost += t->start_frame - t->next_frame;
-            FILE *f = t->loss_file ? fopen(t->loss_file, "w") : NULL;
-            if (f) {
-                fprintf(f, "%lld\n", (long long)t->lost);
-                fclose(f);
-            }
+            write_loss(t);
         }
         /* Fire a little after each period boundary so a whole period is ready. */
         int64_t period_ns = (int64_t)io->period_size * 1000000000 / io->rate;
@@ -148,13 +181,24 @@ static snd_pcm_sframes_t tt_pointer(snd_pcm_ioplug_t *io)
         return (snd_pcm_sframes_t)(t->hw % (int64_t)io->buffer_size);
     if (t->paced) {
         int64_t now = now_ns();
+        if (!t->suspend_done && t->suspend_frames > 0 && t->read_total >= t->suspend_frames) {
+            t->suspend_done = 1;
+            t->sleeping = 1;
+            t->sleep_until_ns = now + t->suspend_len_ms * 1000000;
+        }
+        if (t->sleeping) {
+            /* Called under alsa-lib's lock, which is what snd_pcm_ioplug_set_state() needs. */
+            if (now >= t->sleep_until_ns && io->state == SND_PCM_STATE_RUNNING)
+                snd_pcm_ioplug_set_state(io, SND_PCM_STATE_SUSPENDED);
+            return (snd_pcm_sframes_t)(t->hw % (int64_t)io->buffer_size);
+        }
         if (!t->xrun_done && t->xrun_frames > 0 && t->read_total >= t->xrun_frames) {
             t->xrun_done = 1;
             t->stall_until_ns = now + (int64_t)io->buffer_size * 1000000000 / io->rate
                                 + STALL_EXTRA_NS;
         }
         if (now >= t->stall_until_ns)
-            t->hw = device_frame(t, now) - t->start_frame;
+            t->hw = device_frame(t, now) - t->start_frame - t->shift;
         /* As the kernel does: a full buffer pending is an overrun. */
         if (t->hw - appl >= (int64_t)io->buffer_size)
             return -EPIPE;
@@ -176,19 +220,24 @@ static snd_pcm_sframes_t tt_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channel
     if (nframes == 0) {
         memset(dst, 0, size * t->frame_bytes);
     } else {
-        int64_t k = t->start_frame + (int64_t)io->appl_ptr;
-        size_t pos = (size_t)(k % (int64_t)nframes);
-        size_t left = size;
-        while (left) {
-            size_t n = nframes - pos < left ? nframes - pos : left;
-            memcpy(dst, t->data + pos * t->frame_bytes, n * t->frame_bytes);
-            dst += n * t->frame_bytes;
-            left -= n;
-            pos = 0;
+        int64_t p = (int64_t)io->appl_ptr, end = p + (int64_t)size;
+        while (p < end) {
+            /* Frame by run: a resume may shift the timeline inside this transfer. */
+            int64_t seg_end = p < t->shift_from && end > t->shift_from ? t->shift_from : end;
+            size_t pos = (size_t)(run_frame(t, p) % (int64_t)nframes);
+            size_t left = (size_t)(seg_end - p);
+            p = seg_end;
+            while (left) {
+                size_t n = nframes - pos < left ? nframes - pos : left;
+                memcpy(dst, t->data + pos * t->frame_bytes, n * t->frame_bytes);
+                dst += n * t->frame_bytes;
+                left -= n;
+                pos = 0;
+            }
         }
     }
     t->read_total += (int64_t)size;
-    t->next_frame = t->start_frame + (int64_t)io->appl_ptr + (int64_t)size;
+    t->next_frame = run_frame(t, (int64_t)io->appl_ptr + (int64_t)size);
     return (snd_pcm_sframes_t)size;
 }
 
@@ -205,7 +254,30 @@ static int tt_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
     t->frame_bytes = (size_t)snd_pcm_format_physical_width(io->format) / 8 * io->channels;
     if (t->xrun_ms > 0)
         t->xrun_frames = t->xrun_ms * io->rate / 1000;
+    if (t->suspend_at_ms > 0)
+        t->suspend_frames = t->suspend_at_ms * io->rate / 1000;
     return 0;
+}
+
+/* alsa-lib 1.2.8 ignores what this returns (snd_pcm_resume() says 0 either
+ * way): the state is what tells the application whether it worked. */
+static int tt_resume(snd_pcm_ioplug_t *io)
+{
+    struct tt *t = io->private_data;
+    if (io->state != SND_PCM_STATE_SUSPENDED)
+        return 0;
+    if (t->resume_fails || unplugged(t))
+        return -ENOSYS;
+    /* The hardware was stopped while asleep: what it would have captured is lost. */
+    int64_t skipped = device_frame(t, now_ns()) - t->start_frame - t->shift - t->hw;
+    if (skipped > 0) {
+        t->shift_from = t->hw;
+        t->shift += skipped;
+        t->lost += skipped;
+        write_loss(t);
+    }
+    t->sleeping = 0;
+    return snd_pcm_ioplug_set_state(io, SND_PCM_STATE_RUNNING);
 }
 
 static int tt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfds, unsigned int nfds,
@@ -217,6 +289,14 @@ static int tt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfds, unsigned i
         return -ENODEV;
     }
     *revents = 0;
+    if (io->state == SND_PCM_STATE_SUSPENDED) {
+        /* As the kernel says for a suspended stream; the timer keeps firing. */
+        uint64_t expirations;
+        if (t->paced && read(t->fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+            return -errno;
+        *revents = POLLIN | POLLERR;
+        return 0;
+    }
     if (nfds >= 1 && (pfds[0].revents & POLLIN)) {
         if (t->paced) {
             uint64_t expirations;
@@ -249,6 +329,7 @@ static const snd_pcm_ioplug_callback_t tt_callback = {
     .hw_params = tt_hw_params,
     .prepare = tt_prepare,
     .poll_revents = tt_poll_revents,
+    .resume = tt_resume,
 };
 
 static int read_file(const char *path, unsigned char **data, size_t *len)
@@ -328,14 +409,36 @@ static int parse_list(snd_config_t *n, int is_format, unsigned *list, unsigned *
     return *count ? 0 : -EINVAL;
 }
 
+/* N frames (an integer or "N") or "Nms": one of *frames, *ms set, > 0. */
+static int parse_amount(snd_config_t *n, long *frames, long *ms)
+{
+    const char *s;
+    char *end;
+    if (snd_config_get_integer(n, frames) == 0)
+        return *frames > 0 ? 0 : -EINVAL;
+    if (snd_config_get_string(n, &s) < 0)
+        return -EINVAL;
+    long v = strtol(s, &end, 10);
+    if (v <= 0)
+        return -EINVAL;
+    if (!strcmp(end, "ms"))
+        *ms = v;
+    else if (*end == 0)
+        *frames = v;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
 {
     (void)root;
     snd_config_iterator_t i, next;
     const char *file = NULL, *unplug = NULL, *period_min_file = NULL, *loss = NULL;
     unsigned rates[MAX_LIST], n_rates = 0, formats[MAX_LIST], n_formats = 0;
-    long channels = 0, xrun_frames = 0, xrun_ms = 0;
-    int paced = 1, err;
+    long channels = 0, xrun_frames = 0, xrun_ms = 0, suspend_frames = 0, suspend_ms = 0;
+    long suspend_len = 100;
+    int paced = 1, resume_fails = 0, err;
 
     if (stream != SND_PCM_STREAM_CAPTURE) {
         SNDERR("trident_test: capture only");
@@ -373,24 +476,17 @@ SND_PCM_PLUGIN_DEFINE_FUNC(trident_test)
             if ((paced = snd_config_get_bool(n)) < 0)
                 goto bad;
         } else if (!strcmp(id, "xrun_at")) {
-            const char *s;
-            char *end;
-            if (snd_config_get_integer(n, &xrun_frames) == 0) {
-                if (xrun_frames <= 0)
-                    goto bad;
-            } else if (snd_config_get_string(n, &s) == 0) {
-                long v = strtol(s, &end, 10);
-                if (v <= 0)
-                    goto bad;
-                if (!strcmp(end, "ms"))
-                    xrun_ms = v;
-                else if (*end == 0)
-                    xrun_frames = v;
-                else
-                    goto bad;
-            } else {
+            if (parse_amount(n, &xrun_frames, &xrun_ms) < 0)
                 goto bad;
-            }
+        } else if (!strcmp(id, "suspend_at")) {
+            if (parse_amount(n, &suspend_frames, &suspend_ms) < 0)
+                goto bad;
+        } else if (!strcmp(id, "suspend_ms")) {
+            if (snd_config_get_integer(n, &suspend_len) < 0 || suspend_len < 0)
+                goto bad;
+        } else if (!strcmp(id, "resume_fails")) {
+            if ((resume_fails = snd_config_get_bool(n)) < 0)
+                goto bad;
         } else {
             SNDERR("trident_test: unknown option %s", id);
             return -EINVAL;
@@ -408,6 +504,11 @@ bad:
     t->paced = paced;
     t->xrun_frames = xrun_frames;
     t->xrun_ms = xrun_ms;
+    t->suspend_frames = suspend_frames;
+    t->suspend_at_ms = suspend_ms;
+    t->suspend_len_ms = suspend_len;
+    t->resume_fails = resume_fails;
+    t->shift_from = INT64_MAX;
     if ((unplug && !(t->unplug_file = strdup(unplug)))
         || (loss && !(t->loss_file = strdup(loss)))) {
         err = -ENOMEM;

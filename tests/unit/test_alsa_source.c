@@ -39,6 +39,8 @@
 static char dir[PATH_MAX];
 static char path_gone[PATH_MAX + 16];
 static char path_pmin[PATH_MAX + 16];     /* tregrant's period_min_file */
+static char path_sloss[PATH_MAX + 16];    /* tsuspend's loss_file */
+static char path_sfloss[PATH_MAX + 16];   /* tsuspendfail's loss_file */
 static int16_t *filedata;                 /* the file plugin's infile */
 static const unsigned file_ch = 3, file_frames = 12000;
 
@@ -414,6 +416,98 @@ TEST(overrun_counted)
     free(c);
 }
 
+/* (c') A device suspended as on system suspend (the test device sleeps
+ * 100 ms with its pointer frozen, then says SUSPENDED): the source resumes it
+ * (resume_works) or, when the device refuses, prepares and restarts it; it is
+ * never reopened nor marked down; the frames of the sleep are counted as
+ * lost where they were lost, and capture goes on. */
+static void suspend_case(const char *device, const char *loss_path, bool resume_works)
+{
+    const unsigned rate = 48000;
+    struct cap *c = calloc(1, sizeof *c);
+    cap_init(c, "su", device, rate, 2, "S16_LE", rate * 3);
+    c->cfg.period = 960;
+    c->cfg.buffer = 9600;
+    unlink(loss_path);
+    consumer_start();
+    int e = cap_run(c, true);
+    CHECKF(e == 0, "%d", e);
+    bool ever_down = false;
+    if (e == 0) {
+        /* suspend at 300 ms, 100 ms asleep, then about a second of capture */
+        double end = now_mono() + 1.4;
+        while (now_mono() < end) {
+            if (atomic_load(&c->src.streams[0].down) || atomic_load(&c->src.streams[1].down))
+                ever_down = true;
+            sleep_s(0.002);
+        }
+    }
+    consumer_stop();
+    if (e == 0) {
+        struct stream *st = c->src.streams;
+        char info[512];
+        c->src.ops->info(&c->src, info, sizeof info);
+        printf("# %s\n", info);
+        CHECKF(strstr(info, "suspended 1") && strstr(info, "reopened 0"), "%s", info);
+        CHECK(!ever_down && !atomic_load(&st[0].down) && !atomic_load(&st[1].down));
+        CHECK(ld(&st[0].reopens) == 0 && ld(&st[1].reopens) == 0);
+        CHECKF(ld(&st[0].xruns) == 0, "xruns %llu", (unsigned long long)ld(&st[0].xruns));
+        /* What the device says it lost (exact) ... */
+        long dev_lost = -1;
+        FILE *f = fopen(loss_path, "r");
+        if (f) {
+            if (fscanf(f, "%ld", &dev_lost) != 1)
+                dev_lost = -1;
+            fclose(f);
+        }
+        /* ... what the samples show ... */
+        size_t gaps = 0, at = 0;
+        long lost = 0;
+        for (size_t k = 1; k < c->n_got[0]; k++) {
+            long d = (ramp_index(c->got[0][k]) - ramp_index(c->got[0][k - 1]) - 1 + RAMP_FRAMES)
+                     % RAMP_FRAMES;
+            if (d) {
+                gaps++;
+                at = k;
+                lost = d;
+            }
+        }
+        uint64_t dropped = ld(&st[0].dropped);
+        printf("# %s: device lost %ld frames (loss_file %ld) at sample %zu; source counted %llu\n",
+               resume_works ? "resumed" : "re-prepared", lost, dev_lost, at,
+               (unsigned long long)dropped);
+        CHECKF(gaps == 1, "%zu gaps", gaps);
+        CHECKF(dev_lost == lost, "loss_file %ld, ramp %ld", dev_lost, lost);
+        /* 100 ms asleep: at least that, and not much more. */
+        CHECKF(lost >= (long)rate / 10 && lost < (long)rate / 4, "lost %ld", lost);
+        CHECK(ld(&st[1].dropped) == dropped);
+        CHECKF(labs((long)dropped - lost) < (long)rate / 100, "estimate %llu vs %ld lost",
+               (unsigned long long)dropped, lost);
+        /* Recorded where it is, so the window holding sample `at` is the gap
+         * and the windows after it are not. */
+        CHECKF(atomic_load(&st[0].gap_head) == 1 && atomic_load(&st[0].gap_q[0]) == at,
+               "gap queue: %u entries, first at %llu (gap at %zu)", atomic_load(&st[0].gap_head),
+               (unsigned long long)atomic_load(&st[0].gap_q[0]), at);
+        CHECK(!stream_gap_before(&st[0], at));
+        CHECK(stream_gap_before(&st[0], at + 1));
+        CHECK(!stream_gap_before(&st[0], at + 100000));
+        /* Capture went on. */
+        CHECKF(c->n_got[0] > at + rate / 2, "%zu samples, gap at %zu", c->n_got[0], at);
+    }
+    cap_done(c);
+    free(c);
+}
+
+TEST(suspend_resumed)
+{
+    suspend_case("tsuspend", path_sloss, true);
+}
+
+TEST(suspend_reprepared)
+{
+    suspend_case("tsuspendfail", path_sfloss, false);
+}
+
 /* (d) A device that refuses the configured format or rate: open fails and says
  * which device, what was asked and what it offers. */
 TEST(refused_parameters)
@@ -712,6 +806,8 @@ static int setup(const char *argv0)
         return -1;
     snprintf(path_gone, sizeof path_gone, "%s/gone", dir);
     snprintf(path_pmin, sizeof path_pmin, "%s/pmin", dir);
+    snprintf(path_sloss, sizeof path_sloss, "%s/sloss", dir);
+    snprintf(path_sfloss, sizeof path_sfloss, "%s/sfloss", dir);
 
     /* A known 3-channel file with full-scale extremes, for the file plugin. */
     filedata = malloc(file_frames * file_ch * sizeof(int16_t));
@@ -753,9 +849,13 @@ static int setup(const char *argv0)
             "pcm.tother { type trident_test file \"%s\" channels 2 }\n"
             "pcm.tfast { type trident_test file \"%s\" channels 2 paced no }\n"
             "pcm.tregrant { type trident_test file \"%s\" channels 2 unplug_file \"%s\" "
-            "period_min_file \"%s\" }\n",
+            "period_min_file \"%s\" }\n"
+            "pcm.tsuspend { type trident_test file \"%s\" channels 2 suspend_at \"300ms\" "
+            "suspend_ms 100 loss_file \"%s\" }\n"
+            "pcm.tsuspendfail { type trident_test file \"%s\" channels 2 suspend_at \"300ms\" "
+            "suspend_ms 100 resume_fails yes loss_file \"%s\" }\n",
             plugin, p_file, p_ramp, p_ramp, p_ramp, path_gone, p_ramp, p_ramp,
-            p_ramp, path_gone, path_pmin);
+            p_ramp, path_gone, path_pmin, p_ramp, path_sloss, p_ramp, path_sfloss);
     if (fclose(f))
         return -1;
     char env[2 * PATH_MAX];
@@ -767,7 +867,7 @@ static int setup(const char *argv0)
 
 static void teardown(void)
 {
-    const char *names[] = { "in.raw", "ramp.raw", "test.conf", "gone", "pmin" };
+    const char *names[] = { "in.raw", "ramp.raw", "test.conf", "gone", "pmin", "sloss", "sfloss" };
     char p[PATH_MAX + 16];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
@@ -790,6 +890,8 @@ int main(int argc, char **argv)
     RUN(file_plugin_formats);
     RUN(paced_capture_clock);
     RUN(overrun_counted);
+    RUN(suspend_resumed);
+    RUN(suspend_reprepared);
     RUN(refused_parameters);
     RUN(default_period_buffer);
     RUN(unplug_replug);
