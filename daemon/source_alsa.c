@@ -733,10 +733,15 @@ static int alsa_start(struct source *s)
         pthread_attr_setschedparam(&attr, &sp);
         e = pthread_create(&a->thread, &attr, capture_thread, a);
         pthread_attr_destroy(&attr);
+        /* One line either way, from here: the source line logged when the
+         * stream was added came before this attempt. */
         if (e != 0) {
             a->rt_err = -e;
             log_warn("alsa stream '%s': rt_priority %d refused (%s): capturing without "
                      "real-time priority", c->name, c->rt_priority, strerror(e));
+        } else {
+            log_info("alsa stream '%s': SCHED_FIFO %d granted to the capture thread", c->name,
+                     c->rt_priority);
         }
     }
     if (e != 0 && (e = pthread_create(&a->thread, NULL, capture_thread, a)) != 0)
@@ -801,8 +806,10 @@ static void alsa_info(const struct source *s, char *buf, size_t len)
         if (a->rt_err)
             at = appendf(buf, len, at, ", rt_priority %d refused (%s)", s->cfg->rt_priority,
                          strerror(-a->rt_err));
-        else
+        else if (a->thread_started)
             at = appendf(buf, len, at, ", SCHED_FIFO %d", s->cfg->rt_priority);
+        else    /* not tried yet: the kernel decides at start() */
+            at = appendf(buf, len, at, ", rt_priority %d (asked)", s->cfg->rt_priority);
     }
     uint64_t r = atomic_load_explicit(&a->reopens, memory_order_relaxed);
     uint64_t su = atomic_load_explicit(&a->suspends, memory_order_relaxed);
