@@ -9,12 +9,14 @@ order.
     /usr/bin/python3 model/train/export.py [--seed S] [--scale X] [--classes a,b,c,d]
         [--sample-rate HZ] [--normalize zscore|none] OUT.safetensors
 writes a randomly initialised Net (for tests); training uses save().
+load() reads such a file back (tests, benchmarks).
 """
 import argparse
 import json
 import struct
 import sys
 
+import numpy as np
 import torch
 
 DTYPES = {
@@ -50,6 +52,34 @@ def save(state_dict, path, metadata=None):
         f.write(h)
         for b in blobs:
             f.write(b)
+
+
+def load(path):
+    """(state_dict, metadata) from a safetensors file save() wrote.
+
+    Floating tensors (F32, F16, F64, BF16) come back as float32, integer ones
+    (I32, I64) as int64: what Net.load_state_dict and the tests compare with.
+    metadata is the "__metadata__" dict ({} if absent).
+    """
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    base = 8 + n
+    codes = {code: np_dtype for code, np_dtype in DTYPES.values()}
+    sd = {}
+    for name, h in header.items():
+        a, b = h["data_offsets"]
+        raw = blob[base + a:base + b]
+        if h["dtype"] == "BF16":
+            # bfloat16 is the top half of a float32: widen the bits.
+            arr = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=codes[h["dtype"]])
+            arr = arr.astype(np.int64 if h["dtype"][0] == "I" else np.float32)
+        sd[name] = torch.from_numpy(arr.reshape(h["shape"]).copy())
+    return sd, meta
 
 
 def metadata(classes=None, sample_rate=None, normalize=None):

@@ -21,37 +21,17 @@ Each is measured REPEATS times, interleaved; prints lines for run.sh:
   torch_blas PATH
 """
 import argparse
-import json
 import os
 import statistics
-import struct
 import sys
 import time
 
-import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "model", "train"))
+import export  # noqa: E402
 from net import Net, WINDOW  # noqa: E402
-
-DT = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64}
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    base = 8 + n
-    meta = header.pop("__metadata__", {})
-    tensors = {}
-    for name, t in header.items():
-        a, b = t["data_offsets"]
-        arr = np.frombuffer(raw[base + a:base + b], dtype=DT[t["dtype"]]).reshape(t["shape"])
-        tensors[name] = torch.from_numpy(arr.astype(np.int64 if arr.dtype == np.int64
-                                                    else np.float32))
-    return tensors, meta
 
 
 def onednn_forward(net):
@@ -102,7 +82,7 @@ def main():
     ap.add_argument("--best", default="")
     a = ap.parse_args()
 
-    sd, _ = load_safetensors(a.model)
+    sd, _ = export.load(a.model)
     classes = sd["fc.weight"].shape[0]
     net = Net(classes)
     net.load_state_dict(sd, strict=False)   # BN.* may be absent: unused in forward

@@ -3,14 +3,18 @@
 Tests print TAP lines through Tap; tests/run.sh counts them.  Paths: the build
 under test is $TRIDENT_BUILD (default "build"), all builds made by `make check`
 are in $TRIDENT_BUILDS; ../shared/data/cwru holds the CWRU recordings (found
-beside the repository, or at $TRIDENT_SHARED).
+beside the repository, or at $TRIDENT_SHARED).  Also: free TCP ports, a
+pretend systemd notify socket, random exported models and their PyTorch logits.
 """
 import atexit
+import hashlib
 import os
 import shutil
+import socket
 import struct
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -125,3 +129,93 @@ def write_wav(path, samples, rate, fmt="float"):
     chunks += b"data" + struct.pack("<I", len(raw)) + raw
     with open(path, "wb") as f:
         f.write(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free right now (the kernel's pick)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def free_endpoint():
+    """A ZeroMQ endpoint "tcp://127.0.0.1:PORT" on a free port."""
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+class NotifySocket:
+    """Plays systemd's notify socket (NOTIFY_SOCKET=path): collects the
+    daemon's sd_notify datagrams as (time.monotonic() of arrival, text) in
+    .msgs.  SO_PASSCRED is set as systemd sets it (the sender's credentials
+    come with every datagram)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.msgs = []
+
+    def _recv(self, timeout):
+        """Take one datagram, waiting up to timeout s (0: only one already
+        there); False if none came."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (socket.timeout, BlockingIOError):
+            return False
+        self.msgs.append((time.monotonic(), data.decode(errors="replace")))
+        return True
+
+    def pump(self, seconds):
+        """Collect for `seconds`, then whatever is already queued."""
+        end = time.monotonic() + seconds
+        while self._recv(max(0.0, end - time.monotonic())):
+            pass
+
+    def wait_for(self, text, seconds, since=0):
+        """Index in .msgs of the first message from index `since` on with a
+        line equal to text, collecting for up to `seconds`; None if none."""
+        end = time.monotonic() + seconds
+        while True:
+            for i, (_, m) in enumerate(self.msgs[since:], since):
+                if text in m.split("\n"):
+                    return i
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            self._recv(min(left, 0.1))
+
+    def messages(self):
+        """The texts of every message so far (those queued are taken first)."""
+        self.pump(0)
+        return [m for _, m in self.msgs]
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
+
+
+def make_model(path, seed=0, rate=None, normalize=None,
+               classes=("normal", "inner", "ball", "outer")):
+    """Export model/train/export.random_net(seed) with the metadata given to
+    path; return {"path", "net", "norm", "digest"} (digest: the first 12 hex
+    digits of the file's SHA-256, as the daemon's `model` field has it)."""
+    import export
+    net = export.random_net(seed, num_classes=len(classes))
+    export.save(net.state_dict(), path, export.metadata(classes, rate, normalize))
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return {"path": path, "net": net, "norm": normalize, "digest": digest}
+
+
+def torch_logits(m, windows):
+    """PyTorch logits of windows [n, 1024] by make_model's m, normalised as
+    its metadata says."""
+    import torch
+    from net import normalize
+    x = torch.from_numpy(normalize(np.asarray(windows, np.float32), m["norm"]))
+    with torch.no_grad():
+        return m["net"](x[:, None, :]).numpy()

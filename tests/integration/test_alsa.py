@@ -35,7 +35,6 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-import export  # noqa: E402
 
 WIN = 1024
 RATE = 12000
@@ -66,28 +64,6 @@ def recording():
         tap.note(f"no CWRU recordings in {harness.CWRU}: noise instead")
         x = np.random.default_rng(5).standard_normal((8 * RATE, 2)) * 0.1
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
-
-
-class NotifySocket:
-    """Plays systemd's notify socket: collects the daemon's sd_notify datagrams."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setblocking(False)
-
-    def messages(self):
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(65536).decode(errors="replace"))
-            except BlockingIOError:
-                return out
-
-    def close(self):
-        self.sock.close()
-        os.unlink(self.path)
 
 
 def run_daemon(binary, conf, env, seconds, want=None):
@@ -175,9 +151,8 @@ def check_build(build):
         x16.tofile(raw)
         wav = os.path.join(tmp, "rec.wav")
         harness.write_wav(wav, x16.astype(np.float32) / 32768.0, RATE, "s16")
-        net = export.random_net(11, 1.0, 4)
-        model = os.path.join(tmp, "m.safetensors")
-        export.save(net.state_dict(), model, export.metadata(["a", "b", "c", "d"]))
+        rnd = harness.make_model(os.path.join(tmp, "m.safetensors"), 11, classes=["a", "b", "c", "d"])
+        model = rnd["path"]
 
         alsa_conf = os.path.join(tmp, "alsa.conf")
         gone = os.path.join(tmp, "gone")
@@ -236,8 +211,7 @@ def check_build(build):
                 if clean:
                     xs = np.stack([x16[m["sample"]:m["sample"] + WIN, ch].astype(np.float32) / 32768.0
                                    for m in clean])
-                    with torch.no_grad():
-                        gold = net(torch.from_numpy(xs)[:, None, :]).numpy()
+                    gold = harness.torch_logits(rnd, xs)
                     got = np.array([m["logits"] for m in clean])
                     rel = np.abs(got - gold).max() / np.abs(gold).max()
                     ok(f"file plugin channel {ch}{itag}: logits match PyTorch", rel < 1e-4,
@@ -329,7 +303,7 @@ def check_build(build):
                            f'channels = 2; format = "S16_LE"; hop = {hop}; }},\n'
                            f'{{ name = "o"; type = "alsa"; device = "tother"; rate = {RATE}; '
                            f'channels = 1; format = "S16_LE"; hop = {hop}; }}', stats=0.2)
-        notify = NotifySocket(os.path.join(tmp, "notify"))
+        notify = harness.NotifySocket(os.path.join(tmp, "notify"))
         t_unplug = [0.0, 0.0]
 
         def unplug(msgs, t0=time.monotonic()):

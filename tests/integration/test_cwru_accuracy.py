@@ -16,8 +16,6 @@ says so.
 """
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -26,9 +24,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CWRU, ROOT, Tap, binpath, read_wav  # noqa: E402
+from harness import CWRU, ROOT, Tap, binpath, free_endpoint, read_wav  # noqa: E402
 
 import torch  # noqa: E402
+import export  # noqa: E402
 from net import Net, WINDOW, normalize  # noqa: E402
 
 MODEL = os.path.join(ROOT, "model", "cwru.safetensors")
@@ -36,24 +35,6 @@ FIXTURES = os.path.join(ROOT, "tests", "fixtures", "cwru")
 NORMAL_TAIL_START = 147936  # model/train/train.py: the evaluation tail of load0/normal.wav
 HOP = 1024
 TIMEOUT = 600.0
-
-
-def load_safetensors(path):
-    """(state_dict, metadata) from a safetensors file (floats widened to float32)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    base = 8 + n
-    sd = {}
-    for name, h in header.items():
-        a, b = h["data_offsets"]
-        dt = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}[h["dtype"]]
-        arr = np.frombuffer(blob[base + a:base + b], dtype=dt)
-        arr = arr.astype(np.int64 if h["dtype"][0] == "I" else np.float32)
-        sd[name] = torch.from_numpy(arr.reshape(h["shape"]).copy())
-    return sd, meta
 
 
 def stream_name(path):
@@ -90,19 +71,11 @@ def pytorch_labels(prep, net, classes, norm, rate, path, tmp):
     return [classes[i] for i in logits.argmax(1)]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def daemon_labels(tridentd, files, impl, tap):
     """{stream: {seq: message}} from a fast replay through a real SUB socket,
     with the network implementation `impl` (TRIDENT_NET)."""
     import zmq
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    endpoint = free_endpoint()
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -202,7 +175,7 @@ def main():
     if not tap.ok("model/cwru.safetensors exists", os.path.isfile(MODEL)):
         tap.done()
     torch.set_num_threads(1)
-    sd, meta = load_safetensors(MODEL)
+    sd, meta = export.load(MODEL)
     classes = meta["trident.classes"].split(",")
     rate, norm = int(meta["trident.sample_rate"]), meta.get("trident.normalize", "none")
     net = Net(len(classes))

@@ -23,10 +23,8 @@ only); "new" starts; after the refused reloads everything runs on (model B).
 Runs against every build in $TRIDENT_BUILDS (TSan and ASan included), and on
 the normal build once more with the reference forward (TRIDENT_NET=ref).
 """
-import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,8 +36,6 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402  (also puts model/train on sys.path)
-import export  # noqa: E402
-from net import normalize  # noqa: E402
 from messages import check_message  # noqa: E402
 
 T = harness.Tap()
@@ -53,29 +49,10 @@ if "suppressions=" not in os.environ.get("TSAN_OPTIONS", ""):
                                   + ":suppressions=" + os.path.abspath(_supp))
 
 
-def make_model(name, seed, classes, norm, rate=RATE):
-    path = os.path.join(TMP, name + ".safetensors")
-    net = export.random_net(seed, num_classes=len(classes))
-    export.save(net.state_dict(), path, export.metadata(classes, rate, norm))
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    return {"path": path, "net": net, "norm": norm, "digest": digest}
-
-
 def logits(m, x, seqs, hop):
     """PyTorch logits of windows seqs of the looping recording x."""
     idx = (np.asarray(seqs)[:, None] * hop + np.arange(WIN)[None, :]) % len(x)
-    w = torch.from_numpy(normalize(x[idx].astype(np.float32), m["norm"]))
-    with torch.no_grad():
-        return m["net"](w[:, None, :]).numpy()
-
-
-def free_endpoint():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"tcp://127.0.0.1:{port}"
+    return harness.torch_logits(m, x[idx])
 
 
 def conf_text(model, endpoint, streams):
@@ -85,32 +62,6 @@ def conf_text(model, endpoint, streams):
     return (f'model = "{model}";\nworkers = 2;\n'
             f'publish = {{ endpoints = [ "{endpoint}" ]; stats_interval = 0.0; }};\n'
             f'streams = (\n{body}\n);\n')
-
-
-class Notify:
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.msgs = []
-
-    def wait_for(self, text, seconds, since=0):
-        end = time.monotonic() + seconds
-        while True:
-            for i, (_, m) in enumerate(self.msgs[since:], since):
-                if text in m.split("\n"):
-                    return i
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(min(left, 0.1))
-            try:
-                self.msgs.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except socket.timeout:
-                pass
-
-
-    def pump(self, seconds):
-        self.wait_for("\0never", seconds)
 
 
 class Collector(threading.Thread):
@@ -152,21 +103,22 @@ def scenario(build, impl="auto"):
     tag = os.path.basename(build) + ("-ref" if impl == "ref" else "")
     exe = harness.binpath("tridentd", build)
     slow = os.path.basename(build) != "build"
-    A = make_model("a", 11, ["normal", "inner", "ball", "outer"], "zscore")
-    B = make_model("b", 12, ["x", "y", "z"], "none")
+    A = harness.make_model(os.path.join(TMP, "a.safetensors"), 11, RATE, "zscore",
+                           ["normal", "inner", "ball", "outer"])
+    B = harness.make_model(os.path.join(TMP, "b.safetensors"), 12, RATE, "none", ["x", "y", "z"])
     rng = np.random.default_rng(5)
     xk = (0.2 * rng.standard_normal(int(RATE * 1.5))).astype(np.float32)
     xo = (0.1 * rng.standard_normal(int(RATE * 1.2))).astype(np.float32)
     keep_wav, other_wav = os.path.join(TMP, "keep.wav"), os.path.join(TMP, "other.wav")
     harness.write_wav(keep_wav, xk, RATE)
     harness.write_wav(other_wav, xo, RATE)
-    ep = free_endpoint()
+    ep = harness.free_endpoint()
     conf = os.path.join(TMP, f"{tag}.conf")
     with open(conf, "w") as f:
         f.write(conf_text(A["path"], ep, [("keep", keep_wav, HOP), ("gone", other_wav, HOP),
                                           ("change", other_wav, HOP)]))
     nsock = os.path.join(TMP, f"{tag}.notify")
-    sd = Notify(nsock)
+    sd = harness.NotifySocket(nsock)
     col = Collector(ep)
     col.start()
     env = dict(os.environ, NOTIFY_SOCKET=nsock, TRIDENT_NET=impl)
@@ -233,7 +185,7 @@ def scenario(build, impl="auto"):
         T.ok(f"{tag}: corrupt model: STATUS= says the reload failed", len(status) >= 1)
 
         # 2b. a model at another sample rate: refused (windows are cut at it)
-        C = make_model("c", 13, ["p", "q"], None, rate=16000)
+        C = harness.make_model(os.path.join(TMP, "c.safetensors"), 13, 16000, None, ["p", "q"])
         with open(conf, "w") as f:
             f.write(conf_text(C["path"], ep, [("keep", keep_wav, HOP)]))
         n0 = len(sd.msgs)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +27,6 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402  (also puts model/train on sys.path)
-import export  # noqa: E402
-from net import normalize  # noqa: E402
 
 from messages import check_message  # noqa: E402  (the DESIGN.md contract, typed)
 
@@ -87,38 +84,13 @@ def cwru(name, load=0):
     return x[:, 0], rate
 
 
-def model(name, **kw):
-    path = os.path.join(TMP, name + ".safetensors")
-    net = export.random_net(kw.get("seed", 0))
-    export.save(net.state_dict(), path,
-                export.metadata(CLASSES, kw.get("rate"), kw.get("normalize")))
-    with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:12]
-    return {"path": path, "net": net, "norm": kw.get("normalize"), "digest": digest}
-
-
-def golden(m, windows):
-    """PyTorch logits of windows [n, 1024], normalised as the model says."""
-    x = torch.from_numpy(normalize(np.asarray(windows, np.float32), m["norm"]))
-    with torch.no_grad():
-        return m["net"](x[:, None, :]).numpy()
-
-
 # ---- running the daemon ----------------------------------------------------
-
-def free_endpoint():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"tcp://127.0.0.1:{port}"
-
 
 def replay(files, m, *args, subscribe=True, endpoint=None, timeout=60, stats=False,
            binary=None, impl=None):
     """Run tridentd --replay; return (messages as (topic, text), stdout, stderr, rc, secs),
     secs being, with a subscriber, from the first classification received to the exit."""
-    endpoint = endpoint or free_endpoint()
+    endpoint = endpoint or harness.free_endpoint()
     ctx = zmq.Context.instance()
     sub = None
     if subscribe:
@@ -229,7 +201,7 @@ def check_stream(name, got, x, hop, m, rate):
     if np.abs(dt).max() > 1e-5:
         return tap.ok(f"{name}: t advances by hop / rate", False, f"off by {np.abs(dt).max()}")
     w = np.stack([x[k * hop:k * hop + WIN] for k in range(n)])
-    ref = golden(m, w)
+    ref = harness.torch_logits(m, w)
     got_l = np.array([d["logits"] for d in got])
     err = np.abs(got_l - ref).max(axis=1) / np.maximum(np.abs(ref).max(axis=1), 1e-30)
     return tap.ok(f"{name}: {n} windows in order, logits = PyTorch (worst {err.max():.2e})",
@@ -247,7 +219,7 @@ def sanitizer(err):
 def sigterm(three, mz, binary, tag):
     """SIGTERM in the middle of a looping fast replay: exit 0, nothing missing."""
     ctx = zmq.Context.instance()
-    ep = free_endpoint()
+    ep = harness.free_endpoint()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.connect(ep)
@@ -308,7 +280,7 @@ def paced_latency(path, rate, mz):
     subscriber's own lag, the receive time minus the time of the window's
     last sample (t + 1023 / rate)."""
     ctx = zmq.Context.instance()
-    ep = free_endpoint()
+    ep = harness.free_endpoint()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, 0)
     sub.connect(ep)
@@ -358,8 +330,10 @@ def main():
     x3 = np.stack(chans, axis=1)
     three = os.path.join(TMP, "three.wav")
     harness.write_wav(three, x3, 12000, "float")
-    mz = model("mz", seed=1, rate=12000, normalize="zscore")
-    mn = model("mn", seed=2, rate=12000, normalize="none")
+    mz = harness.make_model(os.path.join(TMP, "mz.safetensors"), seed=1, rate=12000,
+                            normalize="zscore", classes=CLASSES)
+    mn = harness.make_model(os.path.join(TMP, "mn.safetensors"), seed=2, rate=12000,
+                            normalize="none", classes=CLASSES)
 
     # 1. a 3-channel float WAV, both normalisations, with the fast path and
     #    with the reference forward (TRIDENT_NET=ref)
@@ -430,7 +404,7 @@ def main():
 
     # 5a. publishing fails (`--stdout | head`: EPIPE on every later write): exit 74
     p = subprocess.Popen([TRIDENTD, "--replay", three, "--model", mz["path"], "--stdout",
-                          "--hop", "32", "--stats-interval", "0", "--endpoint", free_endpoint()],
+                          "--hop", "32", "--stats-interval", "0", "--endpoint", harness.free_endpoint()],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = p.stdout.readline()
     p.stdout.close()        # ~1600 lines of ~350 bytes: far more than the pipe holds
@@ -449,7 +423,7 @@ def main():
     harness.write_wav(latin1, chans[0][:6000], 12000, "float")
     r = subprocess.run([TRIDENTD, "--replay", latin1, "--model", mz["path"], "--stdout",
                         "--pace", "realtime", "--stats-interval", "0.1",
-                        "--endpoint", free_endpoint()], capture_output=True, timeout=60)
+                        "--endpoint", harness.free_endpoint()], capture_output=True, timeout=60)
     kinds, why = {}, ""
     for ln in r.stdout.splitlines():
         try:
@@ -488,7 +462,7 @@ def main():
     if os.path.exists(shipped):
         with open(shipped, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()[:12]
-        r = subprocess.run([TRIDENTD, "--replay", three, "--stdout", "--endpoint", free_endpoint(),
+        r = subprocess.run([TRIDENTD, "--replay", three, "--stdout", "--endpoint", harness.free_endpoint(),
                             "--hop", "8192", "--stats-interval", "0"],
                            capture_output=True, text=True, cwd="/")
         models = {json.loads(ln)["model"] for ln in r.stdout.splitlines() if ln.strip()}
@@ -565,7 +539,7 @@ def main():
     bad("--pace slow", [three], 64, mz, "--pace", "slow", needle="--pace")
     ctx = zmq.Context.instance()
     taken = ctx.socket(zmq.PUB)
-    ep = free_endpoint()
+    ep = harness.free_endpoint()
     taken.bind(ep)
     _, _, err, rc, _ = replay([three], mz, subscribe=False, endpoint=ep)
     lines = [ln for ln in err.splitlines() if ": error: " in ln]
@@ -597,7 +571,7 @@ def main():
 
     # 9b. a subscriber that takes nothing: the first SIGTERM drains (blocked by
     # NODROP back-pressure), a second one gives up and exits 0 anyway
-    ep = free_endpoint()
+    ep = harness.free_endpoint()
     stuck = ctx.socket(zmq.SUB)
     stuck.setsockopt(zmq.RCVHWM, 1)
     stuck.setsockopt(zmq.RCVBUF, 4096)

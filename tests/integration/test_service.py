@@ -18,7 +18,6 @@ it.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import time
 import numpy as np
 import zmq
 
-from harness import ROOT, Tap, binpath, tmpdir, write_wav
+from harness import ROOT, NotifySocket, Tap, binpath, tmpdir, write_wav
 
 T = Tap()
 WD_USEC = 1_000_000
@@ -56,38 +55,6 @@ def write_conf(path, model, wav, ipc, extra=""):
                 f'publish = {{ endpoints = [ "ipc://{ipc}" ]; stats_interval = 1.0; }};\n'
                 f'streams = (\n  {{ name = "loop"; type = "file"; path = "{wav}";\n'
                 f'    pace = "realtime"; loop = true; hop = 512; }}\n);\n{extra}')
-
-
-class Systemd:
-    """The notify socket: collects (time, message) datagrams from the daemon."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.msgs = []
-
-    def pump(self, seconds):
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                return
-            self.msgs.append((time.monotonic(), data.decode()))
-
-    def wait_for(self, text, seconds, since=0):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for i, (_, m) in enumerate(self.msgs[since:], since):
-                if text in m.split("\n"):
-                    return i
-            self.pump(min(0.1, max(0.0, end - time.monotonic())))
-        return None
 
 
 def main():
@@ -130,7 +97,7 @@ def main():
          and "streams[].rt_priority" in r.stdout, f"rc={r.returncode}")
 
     # --- a supervised run ----------------------------------------------------
-    sd = Systemd(os.path.join(tmp, "notify"))
+    sd = NotifySocket(os.path.join(tmp, "notify"))
     env = dict(os.environ, NOTIFY_SOCKET=os.path.join(tmp, "notify"), WATCHDOG_USEC=str(WD_USEC))
     env.pop("WATCHDOG_PID", None)
     log = open(os.path.join(tmp, "stderr"), "w+")
@@ -199,7 +166,7 @@ def main():
     # --- a stalled pipeline stops the watchdog ---------------------------------
     write_conf(conf, model, wav, os.path.join(tmp, "pub.ipc"))
     os.unlink(os.path.join(tmp, "notify"))
-    sd = Systemd(os.path.join(tmp, "notify"))
+    sd = NotifySocket(os.path.join(tmp, "notify"))
     # The stall's time: the arrival of the last window published (the one
     # worker takes the next window, number STALL, and sticks on it), as seen
     # by a subscriber on the same clock as the notify socket's messages.
