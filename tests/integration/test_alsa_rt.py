@@ -29,7 +29,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-import export  # noqa: E402
 
 RATE = 12000
 HOP = 512
@@ -160,9 +159,8 @@ def main():
         tap.done()
     ramp = ((np.arange(RATE * 4) % 32768) - 16384).astype("<i2")
     ramp.tofile(os.path.join(tmp, "ramp.raw"))
-    net = export.random_net(11, 1.0, 4)
-    model = os.path.join(tmp, "m.safetensors")
-    export.save(net.state_dict(), model, export.metadata(["a", "b", "c", "d"]))
+    model = harness.make_model(os.path.join(tmp, "m.safetensors"), 11,
+                               classes=["a", "b", "c", "d"])["path"]
     alsa_conf = os.path.join(tmp, "alsa.conf")
     env = dict(os.environ)
     env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{alsa_conf}"
