@@ -58,7 +58,7 @@ PY
     # each replay between two runs of the engine alone (the same duration,
     # $cpus threads at once), so that both see the same load
     "$PYTHON" tests/bench/replay.py "$BUILD" "$model" "$out/long.wav" "$windows" "$hop" \
-        "$cpus" 3 "ipc://$out/pub" >"$out/daemon.txt"
+        "$cpus" "$REPEATS" "ipc://$out/pub" >"$out/daemon.txt"
 fi
 
 "$PYTHON" tests/bench/table.py "$out/engine.txt" "$out/torch.txt" "$out/daemon.txt"
