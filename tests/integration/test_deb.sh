@@ -6,16 +6,8 @@
 # binaries are checked for the hardening flags (PIE, BIND_NOW, stack
 # protector).  TAP lines for tests/run.sh.
 set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/tap.sh"
 cd "$root" || exit 1
-failed=0
-ok()   { echo "ok - $1"; }
-fail() { echo "not ok - $1"; failed=1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-for src in daemon/main.c daemon/trident_sub.c; do
-    [ -f "$src" ] || { fail "$src is not in the tree yet: tridentd/trident-sub cannot be built"; exit 1; }
-done
 
 if ! make --no-print-directory deb >"$tmp/log" 2>&1; then
     sed 's/^/# /' "$tmp/log" | tail -40

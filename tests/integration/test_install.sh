@@ -4,16 +4,8 @@
 # the example config and the model, and never overwrites an existing config.
 # TAP lines for tests/run.sh.
 set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/tap.sh"
 cd "$root" || exit 1
-failed=0
-ok()   { echo "ok - $1"; }
-fail() { echo "not ok - $1"; failed=1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-for src in daemon/main.c daemon/trident_sub.c; do
-    [ -f "$src" ] || { fail "$src is not in the tree yet: tridentd/trident-sub cannot be built"; exit 1; }
-done
 d=$tmp/dest
 
 if ! make --no-print-directory install PREFIX=/opt/tri SYSCONFDIR=/opt/tri/etc DESTDIR="$d" >"$tmp/log" 2>&1; then

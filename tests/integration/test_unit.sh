@@ -6,16 +6,11 @@
 # built tridentd, so the command line checked is a real executable.
 # TAP lines for tests/run.sh.
 set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/tap.sh"
 build=${TRIDENT_BUILD:-build}
 case $build in /*) ;; *) build=$root/$build ;; esac
 unit=$root/packaging/trident.service
 threshold=20
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failed=0
-ok()   { echo "ok - $1"; }
-fail() { echo "not ok - $1"; failed=1; }
 
 if [ ! -x "$build/bin/tridentd" ]; then
     fail "tridentd is not built in $build (daemon/main.c missing or not built): cannot verify ExecStart"
