@@ -11,7 +11,7 @@ set -eu
 
 pkgs_build="build-essential pkg-config libasound2-dev libzmq3-dev libconfig-dev \
 libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev"
-pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils"
+pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils valgrind"
 pkgs_demo="python3"
 # PyTorch at its best: without OpenBLAS, Debian's torch runs its batch-1
 # convolutions on netlib's reference BLAS (about 4x slower here), which would

@@ -219,3 +219,29 @@ def torch_logits(m, windows):
     x = torch.from_numpy(normalize(np.asarray(windows, np.float32), m["norm"]))
     with torch.no_grad():
         return m["net"](x[:, None, :]).numpy()
+
+
+def rss_kb(pid):
+    """Resident memory (VmRSS) of a running process in kB, from
+    /proc/PID/status; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for ln in f:
+                if ln.startswith("VmRSS:"):
+                    return int(ln.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# What the sanitizers (and valgrind) print first when they report something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(text):
+    """The first line of a sanitizer report in a program's stderr, or ''."""
+    for ln in text.splitlines():
+        if any(k in ln for k in SANITIZER_MARKS):
+            return ln
+    return ""
