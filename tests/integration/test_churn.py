@@ -170,8 +170,8 @@ def scenario(build, files, frames):
     churners, live = [], []
     rc = None
     try:
-        # The churn starts with the first window and is spread over ~7 s of
-        # the 9-s replay: a new churner every 70 ms, several alive at once.
+        # The churn starts with the first window and is spread over ~6 s of
+        # the 9-s replay: a new churner every 60 ms, several alive at once.
         t_first = time.monotonic() + 60
         while time.monotonic() < t_first and not stayers["all"].first_window():
             time.sleep(0.01)
@@ -183,7 +183,7 @@ def scenario(build, files, frames):
                 c = Churner(ctx, ep, len(churners), rng)
                 churners.append(c)
                 live.append(c)
-                next_at += 0.07
+                next_at += 0.06
             live = [c for c in live if c.step()]
             time.sleep(0.005)
         for c in live:             # the replay ended first: close what is left

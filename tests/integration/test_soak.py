@@ -64,6 +64,23 @@ def write_conf(path, endpoint):
                 f'streams = (\n{streams}\n);\n')
 
 
+def loadavg():
+    """The machine's 1-minute load average (the cores are shared: a latency
+    failure under a load far above the CPU count says so)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, in seconds (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Tally:
     """What the subscriber saw, kept as counters (a 10-minute run is ~450,000
     windows): per stream the next seq expected, holes and repeats; windows
@@ -143,6 +160,7 @@ def main():
                          env=env, stdout=subprocess.DEVNULL, stderr=errf)
     tally = Tally()
     rss = []                 # (seconds since the first window, kB)
+    load = []                # (monotonic, 1-min load average, daemon CPU seconds)
     rc = None
     try:
         ready = sd.wait_for("READY=1", 30)
@@ -167,6 +185,7 @@ def main():
                 if kb is None:
                     break
                 rss.append((now - tally.first, kb))
+                load.append((now, loadavg(), cpu_seconds(p.pid)))
                 next_rss += 1.0
                 sd.pump(0)
                 continue
@@ -299,6 +318,19 @@ def main():
                    + (f"{worst_iv['p99'] / 1000:.2f} ms (p50 {worst_iv['p50'] / 1000:.2f}, max "
                       f"{worst_iv['max'] / 1000:.2f})" if worst_iv else "-")),
     ]
+    if len(load) >= 2:
+        la = [x for _, x, _ in load]
+        cpu = (load[-1][2] - load[0][2]) / (load[-1][0] - load[0][0])
+        rows.append(("machine", f"{os.cpu_count()} CPUs, 1-min load average mean {np.mean(la):.1f}, "
+                                f"max {max(la):.1f}; the daemon used {100 * cpu:.0f}% of one CPU"))
+    slow = [(st.get("uptime", 0.0), st["latency_us"]) for st in tally.stats
+            if st.get("latency_us", {}).get("n") and st["latency_us"]["p99"] >= P99_LIMIT_US]
+    if slow:
+        worst3 = sorted(slow, key=lambda x: -x[1]["p99"])[:3]
+        rows.append(("slow", f"{len(slow)} of {len(iv)} intervals with p99 >= "
+                             f"{P99_LIMIT_US / 1000:g} ms; worst at uptime "
+                             + ", ".join(f"{u:.0f} s ({lt['p99'] / 1000:.1f} ms)"
+                                         for u, lt in worst3)))
     T.note("---- soak summary ----")
     for k, v in rows:
         T.note(f"{k:<9} {v}")
