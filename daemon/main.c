@@ -16,7 +16,8 @@
  * one (threads inherit the mask they are created with), so no system call
  * in the capture, pipeline or ZeroMQ threads is ever interrupted.
  *   SIGINT, SIGTERM: STOPPING=1; the sources stop, the pipeline classifies
- *     and publishes what the rings hold, and tridentd exits 0.  A second
+ *     and publishes what the rings hold (for at most STOP_CLASSIFY_MS; the
+ *     rest is dropped and counted), and tridentd exits 0.  A second
  *     signal, or DRAIN_DEADLINE_S after the first, also aborts sends blocked
  *     by a subscriber that takes nothing (NODROP: --replay, publish.nodrop),
  *     so the drain cannot hang.
@@ -77,6 +78,7 @@
 #define LOOP_NS          20000000L      /* main loop tick */
 #define STATUS_US        2000000u       /* STATUS= refresh */
 #define DRAIN_DEADLINE_S 10             /* stop: give up sends a subscriber blocks */
+#define STOP_CLASSIFY_MS 1000           /* stop: classify what the rings hold this long */
 
 /* First signal: stop the sources, drain, publish everything.  Second one,
  * or DRAIN_DEADLINE_S after the stop: also give up sends that a stuck
@@ -590,8 +592,15 @@ static void send_status(struct daemon *d)
             down += atomic_load_explicit(&d->src[i]->src.streams[k].down, memory_order_relaxed);
     if (down)
         snprintf(downs, sizeof downs, " (%u down)", down);
-    notify_status("%u stream%s%s, %.1f windows/s, %" PRIu64 " dropped, model %s%s%s", n,
-                  n == 1 ? "" : "s", downs, d->rate, pipeline_dropped(d->pl),
+    uint64_t xruns = 0, p50, p99, max;
+    for (unsigned i = 0; i < d->n_src; i++)
+        for (unsigned k = 0; k < d->src[i]->src.n_streams; k++)
+            xruns += atomic_load_explicit(&d->src[i]->src.streams[k].xruns, memory_order_relaxed);
+    pipeline_latency(d->pl, &p50, &p99, &max);
+    notify_status("%u stream%s%s, %.1f windows/s, latency p50 %.1f p99 %.1f max %.1f ms, %"
+                  PRIu64 " dropped, %" PRIu64 " gaps, %" PRIu64 " xruns, model %s%s%s", n,
+                  n == 1 ? "" : "s", downs, d->rate, p50 / 1e3, p99 / 1e3, max / 1e3,
+                  pipeline_dropped(d->pl), pipeline_gaps(d->pl), xruns,
                   net_digest(pipeline_model(d->pl)), d->note[0] ? "; " : "", d->note);
 }
 
@@ -1027,17 +1036,31 @@ static int check(const struct cfg *c, const struct args *a)
 /* ---- shutdown --------------------------------------------------------------- */
 
 /* The sources are stopped: wait while the pipeline classifies and publishes
- * what they captured, but not for ever.  A subscriber that takes nothing
+ * what they captured, but not for ever.  What the rings still hold after
+ * STOP_CLASSIFY_MS (an overload left them full) is dropped, counted, so a
+ * stop takes about a second however far behind the pipeline is.  A
+ * subscriber that takes nothing
  * holds a nodrop publisher (--replay, publish.nodrop) for good; after
  * DRAIN_DEADLINE_S the publisher gives up (abort_flag), pipeline_join() logs
  * how many results were abandoned, and tridentd exits rather than being
  * killed by systemd at TimeoutStopSec. */
 static void drain(pipeline *pl)
 {
-    uint64_t until = notify_now_us() + DRAIN_DEADLINE_S * 1000000ull;
+    uint64_t now = notify_now_us(), until = now + DRAIN_DEADLINE_S * 1000000ull;
+    uint64_t classify_until = now + STOP_CLASSIFY_MS * 1000ull;
+    bool discarding = false;
 
     pipeline_seal(pl);
     while (!pipeline_finished(pl) && !__atomic_load_n(&abort_flag, __ATOMIC_RELAXED)) {
+        if (!discarding && notify_now_us() >= classify_until) {
+            /* An overload left more in the rings than a stop should wait
+             * for: the rest is counted as dropped (per stream, in its
+             * summary), what was cut is still published. */
+            log_warn("stop: the rings still hold samples after %d ms: dropping them "
+                     "unclassified", STOP_CLASSIFY_MS);
+            pipeline_discard(pl);
+            discarding = true;
+        }
         if (notify_now_us() >= until) {
             log_warn("stop: still publishing after %d s (a subscriber takes nothing?): "
                      "giving up the rest", DRAIN_DEADLINE_S);

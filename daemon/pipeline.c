@@ -101,9 +101,8 @@ struct slot {
     double            t;
     bool              gap;
     int               cls;
-    int64_t           taken_ns;       /* CLOCK_MONOTONIC: last sample out of the ring */
-    bool              live;           /* latency from t_last, not taken_ns */
-    double            t_last;         /* live: Unix time of the window's last sample */
+    int64_t           entered_ns;     /* CLOCK_MONOTONIC: the window's last sample entered
+                                       * its ring (or, unknown, was taken out of it) */
     bool              done;           /* under mu */
 };
 
@@ -116,18 +115,23 @@ struct pl_stream {
     windower        *win;
     float           *rsbuf;          /* resampler output */
     size_t           rscap;
-    _Atomic uint64_t popped;         /* samples taken out of the ring (windower) */
+    /* windower thread writes, others read */
+    _Atomic uint64_t popped;         /* samples taken out of the ring */
+    _Atomic uint64_t discarded;      /* of those, thrown away at a stop past its deadline */
+    _Atomic uint64_t rs_lost;        /* of those, lost by a failing resampler */
+    _Atomic uint64_t resampled;      /* samples out of the resampler (model rate) */
     /* windower thread */
     uint64_t         last_dropped;
+    uint64_t         gap_pos;        /* 1 + the newest loss position seen (0: none) */
     bool             drained;
     bool             force_gap;      /* input lost here (resampler error) */
     uint64_t         rs_errors;      /* failed rs_process() calls (read by the summary after join) */
-    bool             live;           /* alsa or realtime-paced: latency from the sample's time */
     /* under mu */
     bool             ended;
     uint64_t         end_head;       /* head when it ended: its windows are below */
     /* publisher thread (others read them once the stream is released) */
     uint64_t         published;
+    uint64_t         gaps;           /* of those, flagged "gap" */
     struct stats_hist lat;
 };
 
@@ -172,10 +176,14 @@ struct pipeline {
     bool              input_done;              /* under mu: windower finished */
     bool              abort;                   /* under mu: start failed, leave now */
     _Atomic bool      finished;
+    _Atomic bool      discard;                 /* stop deadline passed: empty the rings */
     _Atomic uint64_t  published;               /* publisher: windows sent */
 
     /* publisher thread */
     struct stats_hist lat_interval;
+    struct stats_hist lat_status;              /* for STATUS=, every STATUS_NS */
+    _Atomic uint64_t  status_p50, status_p99, status_max;   /* main reads them */
+    _Atomic uint64_t  gaps;                    /* windows published with "gap" */
     uint64_t          publish_errors;          /* failed sends / writes */
     uint64_t          publish_abandoned;       /* results given up at a hard stop */
     char             *stats_buf;
@@ -264,6 +272,7 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
     p->stats_interval = o->stats_interval;
     p->stall_after = -1;
     atomic_init(&p->finished, false);
+    atomic_init(&p->discard, false);
     atomic_init(&p->published, 0);
     atomic_init(&p->work_waiting, 0);
 
@@ -325,6 +334,11 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
         p->slots[i].probs = b + NET_WIN + SLOT_CLASSES;
     }
     stats_hist_reset(&p->lat_interval);
+    stats_hist_reset(&p->lat_status);
+    atomic_init(&p->status_p50, 0);
+    atomic_init(&p->status_p99, 0);
+    atomic_init(&p->status_max, 0);
+    atomic_init(&p->gaps, 0);
     /* Last: from here on the pipeline owns m. */
     if (!(p->cur = model_create(m, p->n_workers)))
         goto nomem;
@@ -391,11 +405,13 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
             goto nomem;
         made[n_made++] = ps;
         atomic_init(&ps->popped, 0);
+        atomic_init(&ps->discarded, 0);
+        atomic_init(&ps->rs_lost, 0);
+        atomic_init(&ps->resampled, 0);
         ps->st = st;
         ps->src = s;
         ps->path = path;
         ps->in_rate = st->rate;
-        ps->live = s->cfg && (s->cfg->type == CFG_ALSA || s->cfg->pace == CFG_PACE_REALTIME);
         ps->out_rate = p->model_rate > 0 ? p->model_rate : st->rate;
         stats_hist_reset(&ps->lat);
         if (ps->in_rate != ps->out_rate) {
@@ -433,18 +449,64 @@ fail:
     return rc;
 }
 
+/* pipeline.h: where every sample of a stream went.  The windower's
+ * counters are read before the source's, so written >= popped here. */
+static void stream_acct(const struct pl_stream *ps, struct pipeline_acct *a)
+{
+    const uint64_t W = NET_WIN, H = ps->st->hop, k = ps->published;
+    uint64_t popped = atomic_load_explicit(&ps->popped, memory_order_relaxed);
+    uint64_t discarded = atomic_load_explicit(&ps->discarded, memory_order_relaxed);
+    uint64_t rs_lost = atomic_load_explicit(&ps->rs_lost, memory_order_relaxed);
+    uint64_t resampled = atomic_load_explicit(&ps->resampled, memory_order_relaxed);
+    uint64_t src_dropped = atomic_load_explicit(&ps->st->dropped, memory_order_acquire);
+    uint64_t written = atomic_load_explicit(&ps->st->written, memory_order_acquire);
+
+    a->windows = k;
+    a->gaps = ps->gaps;
+    a->in = written + src_dropped;
+    a->dropped = src_dropped + discarded + rs_lost;
+    a->backlog = written - popped;
+    a->resampled = resampled;
+    /* Samples the windower has or will have, at the model's rate. */
+    uint64_t pos = ps->rs ? resampled : written - discarded;
+    /* k windows of W every H: they cover [0, (k-1)H + W) if they overlap or
+     * touch, else k*W with H - W skipped between them; the next window
+     * starts at kH.  Samples before max(end, kH) are in a window or
+     * skipped; the rest wait for the next window: the tail. */
+    uint64_t span = k == 0 ? 0 : (H < W ? (k - 1) * H + W : k * W);
+    uint64_t end = k == 0 ? 0 : (k - 1) * H + W;
+    uint64_t bound = end > k * H ? end : k * H;
+    uint64_t m = pos < bound ? pos : bound;
+    a->span = span;
+    a->skipped = m > span ? m - span : 0;
+    a->tail = pos - m;
+}
+
 static void stream_summary(const struct pl_stream *ps)
 {
     if (ps->rs_errors)
         log_warn("stream %s: the resampler failed %" PRIu64 " times (input counted as dropped)",
                  ps->st->name, ps->rs_errors);
-    log_info("stream %s: %" PRIu64 " windows, %" PRIu64 " samples, %" PRIu64
-             " dropped, %" PRIu64 " xruns, latency p50 %" PRIu64 " us, p99 %" PRIu64
+    struct pipeline_acct a;
+    stream_acct(ps, &a);
+    uint64_t discarded = atomic_load(&ps->discarded);
+    if (discarded)
+        log_warn("stream %s: %" PRIu64 " samples still in its ring at the stop deadline were "
+                 "not classified (counted as dropped)", ps->st->name, discarded);
+    log_info("stream %s: %" PRIu64 " windows (%" PRIu64 " gap), %" PRIu64 " samples in, %"
+             PRIu64 " dropped, %" PRIu64 " xruns, latency p50 %" PRIu64 " us, p99 %" PRIu64
              " us, max %" PRIu64 " us",
-             ps->st->name, ps->published,
-             atomic_load(&ps->st->written), atomic_load(&ps->st->dropped),
+             ps->st->name, a.windows, a.gaps, a.in, a.dropped,
              atomic_load(&ps->st->xruns), stats_hist_pct(&ps->lat, 0.5),
              stats_hist_pct(&ps->lat, 0.99), ps->lat.max);
+    if (ps->rs)
+        log_info("stream %s: %" PRIu64 " samples resampled to %g Hz = %" PRIu64 " in windows + %"
+                 PRIu64 " skipped by hop + %" PRIu64 " tail", ps->st->name, a.resampled,
+                 ps->out_rate, a.span, a.skipped, a.tail);
+    else
+        log_info("stream %s: %" PRIu64 " samples in = %" PRIu64 " in windows + %" PRIu64
+                 " skipped by hop + %" PRIu64 " dropped + %" PRIu64 " tail", ps->st->name,
+                 a.in, a.span, a.skipped, a.dropped, a.tail);
 }
 
 int pipeline_release_source(pipeline *p, struct source *s)
@@ -621,7 +683,18 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
             /* Acquire: a count seen here comes with the source's gap queue
              * entries and flags (stream_note_drop). */
             uint64_t dropped = atomic_load_explicit(&ps->st->dropped, memory_order_acquire);
-            bool gap = stream_gap_before(ps->st, iend);
+            uint64_t newest = UINT64_MAX;
+            bool gap = false;
+            if (stream_gap_before(ps->st, iend, &newest)) {
+                if (newest == UINT64_MAX)
+                    gap = true;           /* the queue overflowed: no position */
+                else if (newest + 1 > ps->gap_pos)
+                    ps->gap_pos = newest + 1;
+            }
+            /* Every window that holds a first sample after a loss: with
+             * overlapping windows, more than one. */
+            if (ps->gap_pos > (uint64_t)ifloor)
+                gap = true;
             /* A source that only bumps `dropped` (no position): the next
              * window is the best guess. */
             if (dropped != ps->last_dropped
@@ -637,10 +710,13 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
             sl->sample = start;
             sl->t = stream_time(ps->st, (uint64_t)ifloor) + (ipos - ifloor) / ps->in_rate;
             sl->gap = gap;
-            sl->taken_ns = taken_ns;
-            sl->live = ps->live;
-            if (ps->live)
-                sl->t_last = stream_time(ps->st, iend ? iend - 1 : 0);
+            /* Latency runs from the moment the window's last sample entered
+             * the ring (a resampled window's: the input sample it ends at;
+             * after a flush it may lie beyond the input: the last one). */
+            uint64_t written = atomic_load_explicit(&ps->st->written, memory_order_relaxed);
+            uint64_t ilast = iend - 1 < written ? iend - 1 : written - 1;
+            int64_t entered = stream_entered_ns(ps->st, ilast);
+            sl->entered_ns = entered >= 0 ? entered : taken_ns;
             p->w_head++;
             /* A worker waits for work: give it this one now rather than at
              * the end of the pass. */
@@ -661,13 +737,17 @@ static void resample_feed(pipeline *p, struct pl_stream *ps, const float *x, siz
         return;
     }
     long k = rs_process(ps->rs, x, n, ps->rsbuf, ps->rscap);
-    if (k > 0)
+    if (k > 0) {
+        atomic_store_explicit(&ps->resampled, atomic_load_explicit(&ps->resampled,
+                              memory_order_relaxed) + (uint64_t)k, memory_order_relaxed);
         feed(p, ps, ps->rsbuf, (size_t)k, taken_ns);
+    }
     if (k < 0) {
         /* The samples are already out of the ring: count them as dropped
          * (so _stats, STATUS= and the summary show the loss) and flag the
          * next window. */
-        atomic_fetch_add_explicit(&ps->st->dropped, n, memory_order_relaxed);
+        atomic_store_explicit(&ps->rs_lost, atomic_load_explicit(&ps->rs_lost,
+                              memory_order_relaxed) + n, memory_order_relaxed);
         ps->force_gap = true;
         if (ps->rs_errors++ == 0)
             log_warn("stream %s: resampler failed (%s): %zu samples dropped; further "
@@ -684,13 +764,25 @@ static bool visit(pipeline *p, struct pl_stream *ps)
     /* Acquire: eof is stored after the last write, so if it is seen here,
      * an empty ring below is empty for good. */
     bool eof = atomic_load_explicit(&ps->st->eof, memory_order_acquire);
+    bool discard = atomic_load_explicit(&p->discard, memory_order_relaxed);
     uint32_t n = ring_read_vec(ps->st->ring, &v);
+    if (n > 0 && discard) {
+        /* A stop past its deadline (pipeline_discard): what the ring still
+         * holds is counted as dropped, not classified. */
+        ring_read_commit(ps->st->ring, n);
+        atomic_store_explicit(&ps->discarded, atomic_load_explicit(&ps->discarded,
+                              memory_order_relaxed) + n, memory_order_relaxed);
+        atomic_store_explicit(&ps->popped, atomic_load_explicit(&ps->popped,
+                              memory_order_relaxed) + n, memory_order_relaxed);
+        return true;
+    }
     if (n == 0) {
         if (eof) {
-            if (ps->rs) {
-                long k;
-                while ((k = rs_flush(ps->rs, ps->rsbuf, ps->rscap)) > 0)
-                    feed(p, ps, ps->rsbuf, (size_t)k, mono_ns());
+            long k;
+            while (ps->rs && !discard && (k = rs_flush(ps->rs, ps->rsbuf, ps->rscap)) > 0) {
+                atomic_store_explicit(&ps->resampled, atomic_load_explicit(&ps->resampled,
+                                      memory_order_relaxed) + (uint64_t)k, memory_order_relaxed);
+                feed(p, ps, ps->rsbuf, (size_t)k, mono_ns());
             }
             ps->drained = true;
         }
@@ -841,10 +933,10 @@ static void *worker_main(void *arg)
 /* Room for every stream's line with a fully escaped name. */
 static size_t stats_size(unsigned n_streams)
 {
-    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 256);
+    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512);
 }
 
-static void publish_stats(pipeline *p, double uptime)
+static void publish_stats(pipeline *p, double uptime, bool final)
 {
     struct timespec now;
 
@@ -866,18 +958,24 @@ static void publish_stats(pipeline *p, double uptime)
     char *b = p->stats_buf;
     size_t len = p->stats_len, pos = 0;
     clock_gettime(CLOCK_REALTIME, &now);
-    publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,\"streams\":[",
-             (double)now.tv_sec + now.tv_nsec / 1e9, uptime, p->stats_interval);
+    publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,%s\"streams\":[",
+             (double)now.tv_sec + now.tv_nsec / 1e9, uptime, p->stats_interval,
+             final ? "\"final\":true," : "");
     for (unsigned i = 0; i < p->n_reg; i++) {
         struct pl_stream *ps = p->reg[i];
         publish_json_printf(b, len, &pos, "%s{\"stream\":", i ? "," : "");
         publish_json_string(b, len, &pos, ps->st->name);
-        publish_json_printf(b, len, &pos, ",\"windows\":%" PRIu64 ",\"samples\":%" PRIu64
-                 ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64 ",\"eof\":%s"
-                 ",\"down\":%s,\"reopens\":%" PRIu64 "}",
-                 ps->published, atomic_load_explicit(&ps->st->written, memory_order_relaxed),
-                 atomic_load_explicit(&ps->st->dropped, memory_order_relaxed),
+        struct pipeline_acct a;
+        stream_acct(ps, &a);
+        publish_json_printf(b, len, &pos, ",\"windows\":%" PRIu64 ",\"gaps\":%" PRIu64
+                 ",\"samples\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64
+                 ",\"span\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"tail\":%" PRIu64
+                 ",\"backlog\":%" PRIu64, a.windows, a.gaps, a.in, a.dropped,
                  atomic_load_explicit(&ps->st->xruns, memory_order_relaxed),
+                 a.span, a.skipped, a.tail, a.backlog);
+        if (ps->rs)
+            publish_json_printf(b, len, &pos, ",\"resampled\":%" PRIu64, a.resampled);
+        publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
                  atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
                  atomic_load_explicit(&ps->st->reopens, memory_order_relaxed));
@@ -899,18 +997,10 @@ static void publish_stats(pipeline *p, double uptime)
         p->publish_errors++;
 }
 
-/* pipeline.h: for a live or paced stream, from the time its source gave the
- * window's last sample (its clock: device or pace timestamp) to now; for a
- * fast replay, whose samples have no such time, from the ring read that
- * completed the window. */
+/* pipeline.h: from the moment the window's last sample entered its ring. */
 static int64_t latency_ns(const struct slot *sl)
 {
-    if (!sl->live)
-        return mono_ns() - sl->taken_ns;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double d = ((double)ts.tv_sec - sl->t_last) * 1e9 + (double)ts.tv_nsec;
-    return d > 0 ? (int64_t)d : 0;    /* a clock step back: not negative */
+    return mono_ns() - sl->entered_ns;
 }
 
 static void publish_slot(pipeline *p, struct slot *sl)
@@ -942,7 +1032,11 @@ static void publish_slot(pipeline *p, struct slot *sl)
     uint64_t us = (uint64_t)(latency_ns(sl) / 1000);
     stats_hist_add(&ps->lat, us);
     stats_hist_add(&p->lat_interval, us);
+    stats_hist_add(&p->lat_status, us);
     ps->published++;
+    ps->gaps += sl->gap;
+    if (sl->gap)
+        atomic_fetch_add_explicit(&p->gaps, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->published, 1, memory_order_relaxed);
 }
 
@@ -952,13 +1046,25 @@ static void *publisher_main(void *arg)
     const int64_t t0 = mono_ns();
     const int64_t period = p->stats_interval > 0 ? (int64_t)(p->stats_interval * 1e9) : 0;
     int64_t next_stats = period ? t0 + period : INT64_MAX;
+    int64_t next_status = t0 + PIPELINE_STATUS_NS;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
         int64_t now = mono_ns();
+        if (now >= next_status) {
+            /* The latency over the last period, for the main thread's
+             * STATUS= (pipeline_latency). */
+            atomic_store_explicit(&p->status_p50, stats_hist_pct(&p->lat_status, 0.50),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&p->status_p99, stats_hist_pct(&p->lat_status, 0.99),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&p->status_max, p->lat_status.max, memory_order_relaxed);
+            stats_hist_reset(&p->lat_status);
+            next_status = now + PIPELINE_STATUS_NS;
+        }
         if (now >= next_stats) {
             pthread_mutex_unlock(&p->mu);
-            publish_stats(p, (double)(now - t0) / 1e9);
+            publish_stats(p, (double)(now - t0) / 1e9, false);
             next_stats += period;
             if (next_stats <= now)           /* we fell behind: skip, don't burst */
                 next_stats = now + period;
@@ -988,10 +1094,19 @@ static void *publisher_main(void *arg)
             break;
         int64_t until = now + TICK_NS;
         p->pub_waiting = true;
-        cond_wait_until(&p->cv_done, &p->mu, until < next_stats ? until : next_stats);
+        if (until > next_stats)
+            until = next_stats;
+        if (until > next_status)
+            until = next_status;
+        cond_wait_until(&p->cv_done, &p->mu, until);
         p->pub_waiting = false;
     }
+    bool aborted = p->abort;
     pthread_mutex_unlock(&p->mu);
+    /* The last word: every stream's final account, once all was published
+     * (not after a hard stop: the publisher is being given up). */
+    if (period && !aborted)
+        publish_stats(p, (double)(mono_ns() - t0) / 1e9, true);
     atomic_store(&p->finished, true);
     return NULL;
 }
@@ -1134,9 +1249,33 @@ bool pipeline_idle(const pipeline *p)
 uint64_t pipeline_dropped(const pipeline *p)
 {
     uint64_t n = 0;
-    for (unsigned i = 0; i < p->n_reg; i++)
-        n += atomic_load_explicit(&p->reg[i]->st->dropped, memory_order_relaxed);
+    for (unsigned i = 0; i < p->n_reg; i++) {
+        const struct pl_stream *ps = p->reg[i];
+        n += atomic_load_explicit(&ps->st->dropped, memory_order_relaxed)
+             + atomic_load_explicit(&ps->discarded, memory_order_relaxed)
+             + atomic_load_explicit(&ps->rs_lost, memory_order_relaxed);
+    }
     return n;
+}
+
+uint64_t pipeline_gaps(const pipeline *p)
+{
+    return atomic_load_explicit(&((pipeline *)p)->gaps, memory_order_relaxed);
+}
+
+void pipeline_latency(const pipeline *p, uint64_t *p50, uint64_t *p99, uint64_t *max)
+{
+    pipeline *q = (pipeline *)p;
+    *p50 = atomic_load_explicit(&q->status_p50, memory_order_relaxed);
+    *p99 = atomic_load_explicit(&q->status_p99, memory_order_relaxed);
+    *max = atomic_load_explicit(&q->status_max, memory_order_relaxed);
+}
+
+void pipeline_discard(pipeline *p)
+{
+    atomic_store_explicit(&p->discard, true, memory_order_relaxed);
+    if (p->wake_ok)
+        sem_post(&p->wake);
 }
 
 unsigned pipeline_workers(const pipeline *p) { return p->n_workers; }

@@ -31,20 +31,21 @@
  *
  * latency_us, up to the publish_result() call (the time a message carries
  * cannot include its own send; the _stats and exit summaries measure up to
- * its return), is measured from
- *   - for a live (alsa) or realtime-paced stream: the source's time of the
- *     window's last sample (stream_time(): the device timestamp, or the
- *     pace clock), on CLOCK_REALTIME — so the time samples wait in the ring
- *     counts, as DESIGN.md says ("from the window's last sample entering the
- *     ring"); a realtime-paced file writes in 5 ms chunks, so its samples
- *     are up to one chunk older than their ring write;
- *   - for a fast replay, whose samples have no arrival time: the moment the
- *     windower took the window's last sample out of its ring.
+ * its return), is measured, as DESIGN.md says, from the moment the window's
+ * last sample entered its ring (source.h: the ring-entry log every write
+ * goes through), for every kind of source: the time samples wait in the
+ * ring, the resampler, the slots and the workers counts; the time a source
+ * gathers a block before it writes it (a 5 ms chunk of a paced file, an
+ * ALSA period) does not — `t` says when the sample was captured.  A
+ * resampled window's last sample is the input sample it ends at.  A sample
+ * the log no longer holds (older than STREAM_WLOG writes) is timed from the
+ * moment the windower took it out of the ring: a lower bound.
  *
  * gap: a window is flagged when it holds the first sample written after a
  * loss (source.h: stream_note_drop() records where), not merely the first
- * window cut after the loss was counted.
- *
+ * window cut after the loss was counted; with overlapping windows (hop <
+ * 1024) every window that holds it.
+
  * Lifecycle (main's init chain): pipeline_create (slots, scratch) ->
  * pipeline_add_source for every opened source -> pipeline_start (threads) ->
  * sources start ... [reload: set_model / add_source / release_source /
@@ -135,6 +136,44 @@ void     pipeline_destroy(pipeline *p);
 uint64_t pipeline_published(const pipeline *p);
 bool     pipeline_idle(const pipeline *p);
 uint64_t pipeline_dropped(const pipeline *p);
+/* Windows published with "gap" so far. */
+uint64_t pipeline_gaps(const pipeline *p);
+/* Latency percentiles (us) of the windows published in the last complete
+ * PIPELINE_STATUS_NS period (0 if none), for STATUS=. */
+#define PIPELINE_STATUS_NS 2000000000LL
+void     pipeline_latency(const pipeline *p, uint64_t *p50, uint64_t *p99, uint64_t *max);
+/* Stop deadline (main thread, after the sources stopped): from now on the
+ * windower empties the rings without classifying, counting what they held
+ * as dropped (and each stream's summary says how much), so the drain ends
+ * in a bounded time however far behind an overload left the pipeline.
+ * Windows already cut are still classified and published. */
+void     pipeline_discard(pipeline *p);
+
+/* Where every sample of a stream went, as `_stats` and the exit summary
+ * report it.  In the stream's samples, for a stream at the model's rate:
+ *
+ *     in = span + skipped + dropped + tail
+ *
+ *   in       samples the source produced: written to the ring, or lost
+ *            (`dropped` below) because the ring was full or the device
+ *            overran;
+ *   span     samples inside at least one published window;
+ *   skipped  samples between published windows (hop > 1024);
+ *   dropped  lost before the ring, thrown away at a stop deadline
+ *            (pipeline_discard), or lost by a failing resampler;
+ *   tail     samples not in any published window yet: still in the ring
+ *            (`backlog`), in windows being classified, or waiting for the
+ *            next window to fill — at the end, the last partial window.
+ * For a resampled stream `in` and `dropped` count input samples, and the
+ * windows' side is at the model's rate: resampled = span + skipped + tail
+ * (the resampler's output; once the input ended and was flushed,
+ * resampled = rs_out_len(in - dropped)). */
+struct pipeline_acct {
+    uint64_t windows, gaps;              /* published, of which flagged "gap" */
+    uint64_t in, dropped, span, skipped, tail;
+    uint64_t backlog;                    /* in the ring now */
+    uint64_t resampled;                  /* resampled streams only */
+};
 /* Messages (results and "_stats") that could not be published: a failed
  * send, or a failed write to standard output (EPIPE once the reader of
  * --stdout went away).  Results given up at a hard stop (publish_set_abort)

@@ -5,9 +5,10 @@
  * more).  The writer makes `seq` odd, stores the next anchor (overwriting
  * the oldest of STREAM_CLOCK_HIST) and the count `n`, and makes `seq` even
  * again; a reader retries while `seq` is odd or changed under it.  One
- * seqlock over the whole array is enough: anchors are rare (a discontinuity,
- * a drift step), so a reader almost never retries, and a lookup scans at
- * most STREAM_CLOCK_HIST entries.  Every field is an atomic, so there is no
+ * seqlock over the whole array is enough: anchors are written at most once
+ * per source write (a discontinuity, a drift step) and in a few
+ * nanoseconds, so a reader almost never retries, and a lookup is a binary
+ * search over the kept anchors (their positions never decrease).  Every field is an atomic, so there is no
  * data race for TSan to see even on a torn read; the fences order the field
  * accesses against the `seq` accesses (the classic C11 seqlock, see Boehm,
  * "Can seqlocks get along with programming language memory models?", 2012).
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 int stream_init(struct stream *st, const char *name, double rate, unsigned hop,
                 uint32_t ring_capacity)
@@ -47,6 +49,12 @@ int stream_init(struct stream *st, const char *name, double rate, unsigned hop,
     atomic_init(&st->gap_tail, 0);
     atomic_init(&st->gap_exact, false);
     atomic_init(&st->gap_lost, false);
+    for (unsigned i = 0; i < STREAM_WLOG; i++) {
+        atomic_init(&st->wlog[i].end, 0);
+        atomic_init(&st->wlog[i].ns, 0);
+    }
+    atomic_init(&st->wlog_n, 0);
+    atomic_init(&st->wlog_w, 0);
     return 0;
 }
 
@@ -93,17 +101,20 @@ double stream_time(const struct stream *st, uint64_t pos)
             continue;               /* a write is under way; it is short */
         uint32_t n = atomic_load_explicit(&c->n, memory_order_relaxed);
         uint32_t kept = n < STREAM_CLOCK_HIST ? n : STREAM_CLOCK_HIST;
-        pos0 = 0;
-        t_ns = 0;
-        /* Newest first: the first anchor at or before pos is the one whose
-         * stretch of the timeline holds pos.  None: the oldest kept one. */
-        for (uint32_t k = 1; k <= kept; k++) {
-            uint32_t i = (n - k) % STREAM_CLOCK_HIST;
-            pos0 = atomic_load_explicit(&c->a[i].pos, memory_order_relaxed);
-            t_ns = atomic_load_explicit(&c->a[i].t_ns, memory_order_relaxed);
-            if (pos0 <= pos)
-                break;
+        /* Anchors are in position order: the newest one at or before pos
+         * is the one whose stretch of the timeline holds pos (binary
+         * search over the kept ones).  None: the oldest kept one. */
+        uint32_t lo = n - kept, hi = n;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (atomic_load_explicit(&c->a[mid % STREAM_CLOCK_HIST].pos, memory_order_relaxed) <= pos)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
+        uint32_t i = (lo > n - kept ? lo - 1 : n - kept) % STREAM_CLOCK_HIST;
+        pos0 = kept ? atomic_load_explicit(&c->a[i].pos, memory_order_relaxed) : 0;
+        t_ns = kept ? atomic_load_explicit(&c->a[i].t_ns, memory_order_relaxed) : 0;
         /* Acquire: the field loads complete before seq is read again (pairs
          * with the writer's release fence: a field value from a newer write
          * comes with that write's odd seq). */
@@ -147,7 +158,7 @@ void stream_note_drop(struct stream *st, uint64_t n)
     atomic_fetch_add_explicit(&st->dropped, n, memory_order_release);
 }
 
-bool stream_gap_before(struct stream *st, uint64_t end)
+bool stream_gap_before(struct stream *st, uint64_t end, uint64_t *newest)
 {
     bool gap = false;
     uint32_t t = atomic_load_explicit(&st->gap_tail, memory_order_relaxed);
@@ -156,6 +167,8 @@ bool stream_gap_before(struct stream *st, uint64_t end)
 
     while (t != h && atomic_load_explicit(&st->gap_q[t % STREAM_GAPQ],
                                           memory_order_relaxed) < end) {
+        if (newest)
+            *newest = atomic_load_explicit(&st->gap_q[t % STREAM_GAPQ], memory_order_relaxed);
         gap = true;
         t++;
     }
@@ -163,6 +176,64 @@ bool stream_gap_before(struct stream *st, uint64_t end)
     atomic_store_explicit(&st->gap_tail, t, memory_order_release);
     if (atomic_load_explicit(&st->gap_lost, memory_order_relaxed)
         && atomic_exchange_explicit(&st->gap_lost, false, memory_order_relaxed))
-        gap = true;
+        gap = true;         /* no position: *newest untouched */
     return gap;
+}
+
+/* The entry log: one writer, readers that check afterwards that the writer
+ * did not begin to overwrite what they read.  The writer announces entry j
+ * in wlog_w before touching its slot (the release fence orders that store
+ * before the field stores) and publishes it in wlog_n after; a reader
+ * searches only entries at least WLOG_SLACK writes away from being reused,
+ * then reads wlog_w again behind an acquire fence: if a field it read came
+ * from a newer write, that write's announcement is visible and it retries. */
+#define WLOG_SLACK 64u
+
+void stream_commit(struct stream *st, uint32_t n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* `written` and the log counters are this thread's own: relaxed. */
+    uint64_t end = atomic_load_explicit(&st->written, memory_order_relaxed) + n;
+    uint32_t j = atomic_load_explicit(&st->wlog_n, memory_order_relaxed);
+
+    atomic_store_explicit(&st->wlog_w, j + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&st->wlog[j % STREAM_WLOG].end, end, memory_order_relaxed);
+    atomic_store_explicit(&st->wlog[j % STREAM_WLOG].ns,
+                          (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, memory_order_relaxed);
+    /* Release: a reader that sees the samples (ring, written) sees their
+     * entry, which is published first. */
+    atomic_store_explicit(&st->wlog_n, j + 1, memory_order_release);
+    ring_write_commit(st->ring, n);
+    atomic_fetch_add_explicit(&st->written, n, memory_order_release);
+}
+
+int64_t stream_entered_ns(const struct stream *st, uint64_t pos)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        uint32_t n = atomic_load_explicit(&st->wlog_n, memory_order_acquire);
+        uint32_t kept = n < STREAM_WLOG - WLOG_SLACK ? n : STREAM_WLOG - WLOG_SLACK;
+        uint32_t first = n - kept, lo = first, hi = n;
+        /* The first entry whose end is beyond pos is the write that held it. */
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (atomic_load_explicit(&st->wlog[mid % STREAM_WLOG].end, memory_order_relaxed) > pos)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        int64_t ns = lo < n ? atomic_load_explicit(&st->wlog[lo % STREAM_WLOG].ns,
+                                                   memory_order_relaxed) : -1;
+        atomic_thread_fence(memory_order_acquire);
+        uint32_t w = atomic_load_explicit(&st->wlog_w, memory_order_relaxed);
+        if (w - first > STREAM_WLOG)
+            continue;                    /* the writer lapped what we read */
+        /* Not logged (yet), or older than the kept entries (the write
+         * that held it may be one before `first`). */
+        if (lo == n || (lo == first && first > 0))
+            return -1;
+        return ns;
+    }
+    return -1;
 }

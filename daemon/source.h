@@ -19,7 +19,9 @@
  *   - `clock`: anchors (ring position pos0, Unix time t_ns of that sample)
  *     behind one seqlock; the time of a sample is t_ns + (pos - pos0) / rate
  *     from the newest anchor with pos0 <= pos.  The source re-anchors after
- *     any discontinuity; the last STREAM_CLOCK_HIST anchors are kept, so a
+ *     any discontinuity; the last STREAM_CLOCK_HIST anchors are kept (an
+ *     overloaded realtime source re-anchors after every dropped block, up to
+ *     200 times a second, while its ring holds a second or more), so a
  *     window that begins before a re-anchor but is cut after it (the backlog
  *     of a full ring, an xrun) still gets the time of its own side of the
  *     gap.  A position older than every kept anchor is extrapolated back
@@ -27,7 +29,15 @@
  *   - `down`, `reopens`: the device is gone and being reopened; times it
  *     came back.  The main loop polls them (capture threads never log);
  *   - `eof`: set (release) after the last write; the pipeline drains the ring
- *     and ends the stream.
+ *     and ends the stream;
+ *   - `wlog`: when samples entered the ring.  stream_commit() logs (the
+ *     `written` count after the write, CLOCK_MONOTONIC time) for every write
+ *     before committing it, in a history of STREAM_WLOG entries, so the
+ *     pipeline can measure a window's latency from the moment its last
+ *     sample entered the ring (DESIGN.md's latency_us), not from the moment
+ *     it was captured (a source writes in blocks: a 5 ms chunk, an ALSA
+ *     period).  STREAM_WLOG covers a full ring of a realtime-paced file
+ *     (about 273 chunks) with room to spare.
  * After each write the capture thread calls source_wake() (a sem_post: never
  * blocks) so the pipeline thread need not poll.
  */
@@ -46,7 +56,8 @@
 #define STREAM_NAME_MAX 128
 #define STREAM_GAPQ     8
 
-#define STREAM_CLOCK_HIST 8
+#define STREAM_CLOCK_HIST 512
+#define STREAM_WLOG       512
 
 struct stream_clock {
     _Atomic uint32_t seq;        /* odd while being written */
@@ -80,6 +91,14 @@ struct stream {
     _Atomic uint32_t  gap_tail;  /* consumer: entries popped */
     _Atomic bool      gap_exact; /* producer: uses stream_note_drop() */
     _Atomic bool      gap_lost;  /* producer: the queue was full */
+    /* Ring-entry times (stream_commit, stream_entered_ns): entry i is
+     * wlog[i % STREAM_WLOG]; wlog_n entries were ever logged. */
+    struct {
+        _Atomic uint64_t end;    /* `written` after that write */
+        _Atomic int64_t  ns;     /* CLOCK_MONOTONIC, when it was committed */
+    } wlog[STREAM_WLOG];
+    _Atomic uint32_t  wlog_n;    /* entries complete */
+    _Atomic uint32_t  wlog_w;    /* entries begun (a seqlock of sorts) */
 };
 
 struct source;
@@ -122,9 +141,21 @@ double stream_time(const struct stream *st, uint64_t pos);
  * sample this stream writes.  Records the position, then adds n to `dropped`
  * (release).  Never blocks. */
 void stream_note_drop(struct stream *st, uint64_t n);
+/* Producer: the n samples just written into the free segments of st's ring
+ * are complete: log their entry time, commit them to the ring and add them
+ * to `written` (release).  Every write of a source goes through here. */
+void stream_commit(struct stream *st, uint32_t n);
+/* Consumer: CLOCK_MONOTONIC ns at which stream sample `pos` (counted as
+ * `written`) was committed to the ring, or -1 if the log no longer (or
+ * never) held it: a sample older than STREAM_WLOG writes, or a producer
+ * that bypassed stream_commit(). */
+int64_t stream_entered_ns(const struct stream *st, uint64_t pos);
 /* Consumer (pipeline): did a discontinuity happen before stream position
- * `end` that no earlier call reported?  Pops every such entry. */
-bool stream_gap_before(struct stream *st, uint64_t end);
+ * `end` that no earlier call reported?  Pops every such entry; if newest is
+ * not NULL and an entry was popped, *newest is the last one's position (the
+ * first sample written after that loss).  A queue overflow (gap_lost) says
+ * true without a position. */
+bool stream_gap_before(struct stream *st, uint64_t end, uint64_t *newest);
 static inline void source_wake(struct source *s) { if (s->wake) sem_post(s->wake); }
 
 #endif

@@ -432,9 +432,7 @@ static void deliver(struct alsa_src *a, unsigned n)
         if (n0 < n)
             cvt_to_float(a->cvt, a->buf + (size_t)n0 * a->frame_bytes, a->channels, c,
                          v.p[1], n - n0);
-        ring_write_commit(st->ring, n);
-        /* Release: a consumer that sees the new count sees the samples (and the ring does too). */
-        atomic_fetch_add_explicit(&st->written, n, memory_order_release);
+        stream_commit(st, n);    /* logs the entry time, commits, counts (release) */
     }
     a->dev_pos += n;
     source_wake(s);

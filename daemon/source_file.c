@@ -16,9 +16,15 @@
  *                    (clock_nanosleep TIMER_ABSTIME on CLOCK_MONOTONIC): the
  *                    deadline is computed from the frame count, never from the
  *                    previous wake-up, so late wake-ups do not accumulate.
+ *                    Like a live device it never waits for the pipeline:
+ *                    samples that find the ring full are dropped, counted
+ *                    and their place recorded (stream_note_drop), and the
+ *                    clock is re-anchored at the next sample written, so
+ *                    `t` stays the time of the sample in the file.
  *
- * The clock is anchored once, at the start: sample 0 is the Unix time at
- * which the replay started, sample n is that plus n / rate.  With `loop` the
+ * The clock is anchored at the start: sample 0 is the Unix time at which
+ * the replay started, sample n is that plus n / rate (after a realtime
+ * loss: frame n of the replay).  With `loop` the
  * file is read again from its start and positions and times run on.  After
  * the last write every stream gets `eof`.  The thread never logs.
  */
@@ -230,9 +236,14 @@ static void sleep_until(int64_t mono_ns)
         ;
 }
 
-/* De-interleave channel ch of n frames into st's ring, waiting for room.
- * false if asked to stop before all of it was written. */
-static bool put_channel(struct source *s, struct file_priv *f, unsigned ch, uint32_t n)
+/* De-interleave channel ch of n frames into st's ring.  Fast: waits for
+ * room; false if asked to stop before all of it was written.  Realtime: as
+ * a live device, never waits: what does not fit is dropped (counted, its
+ * place recorded, stream_note_drop), and *reanchor says the clock must be
+ * re-anchored at the next sample written, which is no longer `total`
+ * frames after the start. */
+static bool put_channel(struct source *s, struct file_priv *f, unsigned ch, uint32_t n,
+                        bool realtime, bool *reanchor)
 {
     struct stream *st = &s->streams[ch];
     const unsigned nch = s->n_streams;
@@ -243,6 +254,11 @@ static bool put_channel(struct source *s, struct file_priv *f, unsigned ch, uint
         struct ring_vec v;
         uint32_t space = ring_write_vec(st->ring, &v);
         if (space == 0) {
+            if (realtime) {
+                stream_note_drop(st, n - done);
+                *reanchor = true;
+                return true;
+            }
             if (atomic_load_explicit(&f->stop, memory_order_relaxed))
                 return false;
             struct timespec ts = { 0, FILE_WAIT_NS };
@@ -255,9 +271,7 @@ static bool put_channel(struct source *s, struct file_priv *f, unsigned ch, uint
             v.p[0][i] = src[(size_t)(done + i) * nch];
         for (uint32_t i = k0; i < k; i++)
             v.p[1][i - k0] = src[(size_t)(done + i) * nch];
-        ring_write_commit(st->ring, k);
-        /* Release: a reader that sees the new count also sees the samples. */
-        atomic_fetch_add_explicit(&st->written, k, memory_order_release);
+        stream_commit(st, k);    /* entry time, commit, `written` (release) */
         done += k;
         source_wake(s);
     }
@@ -271,11 +285,13 @@ static void *file_thread(void *arg)
     const bool realtime = s->cfg->pace == CFG_PACE_REALTIME;
     const double rate = f->info.samplerate;
     int64_t t0 = now_ns(CLOCK_MONOTONIC);
-    uint64_t total = 0;             /* frames written, over every pass */
+    const int64_t t0_real = now_ns(CLOCK_REALTIME);
+    uint64_t total = 0;             /* frames read, over every pass */
     bool pass_had_frames = false;
+    bool reanchor[FILE_MAX_CH] = { false };
 
     for (unsigned ch = 0; ch < s->n_streams; ch++)
-        stream_clock_set(&s->streams[ch], 0, now_ns(CLOCK_REALTIME));
+        stream_clock_set(&s->streams[ch], 0, t0_real);
 
     while (!atomic_load_explicit(&f->stop, memory_order_relaxed)) {
         sf_count_t n = sf_readf_float(f->sf, f->ibuf, f->chunk);
@@ -295,9 +311,17 @@ static void *file_thread(void *arg)
         pass_had_frames = true;
         if (realtime)
             sleep_until(t0 + (int64_t)((double)(total + (uint64_t)n) * 1e9 / rate));
-        for (unsigned ch = 0; ch < s->n_streams; ch++)
-            if (!put_channel(s, f, ch, (uint32_t)n))
+        for (unsigned ch = 0; ch < s->n_streams; ch++) {
+            struct stream *st = &s->streams[ch];
+            if (reanchor[ch] && ring_write_space(st->ring) > 0) {
+                /* After a loss the next sample written is frame `total`. */
+                stream_clock_set(st, atomic_load_explicit(&st->written, memory_order_relaxed),
+                                 t0_real + (int64_t)((double)total * 1e9 / rate));
+                reanchor[ch] = false;
+            }
+            if (!put_channel(s, f, ch, (uint32_t)n, realtime, &reanchor[ch]))
                 goto out;
+        }
         total += (uint64_t)n;
     }
 out:

@@ -258,7 +258,7 @@ def sigterm(three, mz, binary, tag):
     # would publish fewer).
     summary = {}
     for ln in err.splitlines():
-        m = re.search(r"stream (\S+): (\d+) windows, (\d+) samples", ln)
+        m = re.search(r"stream (\S+): (\d+) windows \(\d+ gap\), (\d+) samples in", ln)
         if m:
             summary[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     why = []

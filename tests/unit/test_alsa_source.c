@@ -488,9 +488,9 @@ static void suspend_case(const char *device, const char *loss_path, bool resume_
         CHECKF(atomic_load(&st[0].gap_head) == 1 && atomic_load(&st[0].gap_q[0]) == at,
                "gap queue: %u entries, first at %llu (gap at %zu)", atomic_load(&st[0].gap_head),
                (unsigned long long)atomic_load(&st[0].gap_q[0]), at);
-        CHECK(!stream_gap_before(&st[0], at));
-        CHECK(stream_gap_before(&st[0], at + 1));
-        CHECK(!stream_gap_before(&st[0], at + 100000));
+        CHECK(!stream_gap_before(&st[0], at, NULL));
+        CHECK(stream_gap_before(&st[0], at + 1, NULL));
+        CHECK(!stream_gap_before(&st[0], at + 100000, NULL));
         /* Capture went on. */
         CHECKF(c->n_got[0] > at + rate / 2, "%zu samples, gap at %zu", c->n_got[0], at);
     }

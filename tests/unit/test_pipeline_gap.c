@@ -1,12 +1,13 @@
 /* test_pipeline_gap.c — where the pipeline puts `gap` (pipeline.h, source.h).
  *
- * A loss is flagged on the first window that holds a sample written after
- * it — not on whichever window happens to be cut when the loss is counted.
+ * A loss is flagged on every window that holds the first sample written
+ * after it — not on whichever window happens to be cut when the loss is
+ * counted.
  * The stream's ring is filled before the pipeline starts, losses noted at
  * exact positions (stream_note_drop), so the windower sees every count at
  * its first window: the old rule ("dropped grew since the previous window")
  * flags window 0 here, the position rule flags exactly the windows that
- * span each discontinuity.  Also: the gap queue alone (coalescing, overflow),
+ * span each discontinuity (with overlapping windows, all of them).  Also: the gap queue alone (coalescing, overflow),
  * and a source that only bumps `dropped` (the fallback: next window).
  * The real pipeline and publisher (stdout, captured in a file) and the
  * shipped model run it.
@@ -112,7 +113,8 @@ TEST(gap_on_the_window_spanning_each_loss)
     bool flagged[64] = { false };
     REQUIRE(make_stream(&s, &st, 512) == 0);
     /* Windows are [512k, 512k + 1024).  A loss before sample 2058 is inside
-     * window 3 ([1536, 2560)) first; one before 5000 inside window 8. */
+     * windows 3 ([1536, 2560)) and 4 ([2048, 3072)); one before 5000 inside
+     * windows 8 and 9: every window holding the discontinuity says so. */
     write_n(&st, 2058);
     stream_note_drop(&st, 100);
     stream_note_drop(&st, 50);        /* same place: the same discontinuity */
@@ -123,7 +125,7 @@ TEST(gap_on_the_window_spanning_each_loss)
     int n = run(&s, flagged, 64);
     CHECKF(n == (8192 - 1024) / 512 + 1, "%d windows", n);
     for (int k = 0; k < n; k++)
-        CHECKF(flagged[k] == (k == 3 || k == 8), "window %d gap=%d", k, flagged[k]);
+        CHECKF(flagged[k] == (k == 3 || k == 4 || k == 8 || k == 9), "window %d gap=%d", k, flagged[k]);
     CHECK(atomic_load(&st.dropped) == 157);
     stream_fini(&st);
 }
@@ -167,21 +169,23 @@ TEST(gap_without_position_flags_next_window)
 TEST(gap_queue_coalesces_and_overflows)
 {
     struct stream st;
+    uint64_t newest = 0;
     REQUIRE(stream_init(&st, "q", RATE, 1024, 1024) == 0);
-    CHECK(!stream_gap_before(&st, 1u << 30));
+    CHECK(!stream_gap_before(&st, 1u << 30, NULL));
     for (unsigned i = 0; i < STREAM_GAPQ + 3; i++) {
         atomic_store(&st.written, (uint64_t)i * 100);
         stream_note_drop(&st, 1);
         stream_note_drop(&st, 1);     /* coalesced */
     }
     CHECK(atomic_load(&st.dropped) == 2 * (STREAM_GAPQ + 3));
-    CHECK(stream_gap_before(&st, 0));             /* the overflow: the next window */
-    CHECK(!stream_gap_before(&st, 0));            /* position 0 is not < 0 */
-    CHECK(stream_gap_before(&st, 1));             /* pops 0 */
-    CHECK(stream_gap_before(&st, 101));           /* 100 */
-    CHECK(!stream_gap_before(&st, 150));
-    CHECK(stream_gap_before(&st, 1u << 30));      /* the rest */
-    CHECK(!stream_gap_before(&st, 1u << 30));
+    CHECK(stream_gap_before(&st, 0, NULL));             /* the overflow: the next window */
+    CHECK(!stream_gap_before(&st, 0, NULL));            /* position 0 is not < 0 */
+    CHECK(stream_gap_before(&st, 1, NULL));             /* pops 0 */
+    CHECK(stream_gap_before(&st, 101, &newest));        /* 100 */
+    CHECK(newest == 100);
+    CHECK(!stream_gap_before(&st, 150, NULL));
+    CHECK(stream_gap_before(&st, 1u << 30, NULL));      /* the rest */
+    CHECK(!stream_gap_before(&st, 1u << 30, NULL));
     stream_fini(&st);
 }
 
