@@ -159,7 +159,9 @@ static const struct key keys[] = {
              "directory of this file." },
     { "pace", K_ENUM, S(SC_FILE, pace), .choices = pace_names, .idef = CFG_PACE_REALTIME,
       .doc = "\"realtime\" replays at the file's sample rate, as a live "
-             "device would deliver it; \"fast\" as fast as the pipeline goes." },
+             "device would deliver it: samples that find the stream's ring (a second "
+             "of them) full are dropped, counted and flagged as a gap; \"fast\" as "
+             "fast as the pipeline goes, losing nothing." },
     { "loop", K_BOOL, S(SC_FILE, loop), .idef = 0,
       .doc = "Start again from the beginning at the end of the file." },
     { "device", K_STR, S(SC_ALSA, device), .flags = F_REQUIRED,
