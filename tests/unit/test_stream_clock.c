@@ -1,4 +1,5 @@
-/* test_stream_clock.c — a stream's clock: the anchor history behind its seqlock.
+/* test_stream_clock.c — a stream's clock: the anchor history behind its
+ * seqlock, and the ring-entry log (stream_commit, stream_entered_ns).
  *
  * A source re-anchors its stream's clock after every discontinuity.  A window
  * that begins before a re-anchor but is cut after it must get its time from
@@ -7,12 +8,15 @@
  * runs a writer and a reader the way the capture thread and the windower do,
  * so that TSan (make check runs every unit test under it) checks the
  * ordering, and each answer is checked against the anchor it must come from.
+ * The entry log's threaded test does the same for a writer committing blocks
+ * and a reader timing every block it takes out of the ring.
  */
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "source.h"
 #include "test.h"
@@ -176,6 +180,128 @@ TEST(threaded_reanchor_while_reading)
     stream_fini(&sh.st);
 }
 
+/* ---- the ring-entry log ------------------------------------------------------ */
+
+static int64_t mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Commit n samples (their values do not matter here) and take them out of
+ * the ring again; the times just before and after the commit. */
+static void commit(struct stream *st, uint32_t n, int64_t *before, int64_t *after)
+{
+    struct ring_vec v;
+    *before = mono();
+    REQUIRE(ring_write_vec(st->ring, &v) >= n);
+    stream_commit(st, n);
+    *after = mono();
+    ring_read_commit(st->ring, n);
+}
+
+TEST(entry_log)
+{
+    struct stream st;
+    int64_t b[3], a[3], x, y;
+    REQUIRE(stream_init(&st, "s", RATE, 10, 1024) == 0);
+    CHECK(stream_entered_ns(&st, 0) == -1);              /* nothing written */
+    commit(&st, 10, &b[0], &a[0]);
+    commit(&st, 20, &b[1], &a[1]);
+    commit(&st, 5, &b[2], &a[2]);
+    CHECK(atomic_load(&st.written) == 35);
+    static const uint64_t pos[] = { 0, 9, 10, 29, 30, 34 };
+    static const int blk[] = { 0, 0, 1, 1, 2, 2 };
+    for (int i = 0; i < 6; i++) {
+        int64_t e = stream_entered_ns(&st, pos[i]);
+        CHECKF(e >= b[blk[i]] && e <= a[blk[i]], "sample %llu: %lld not in [%lld, %lld]",
+               (unsigned long long)pos[i], (long long)e, (long long)b[blk[i]],
+               (long long)a[blk[i]]);
+    }
+    CHECK(stream_entered_ns(&st, 35) == -1);             /* not written yet */
+    /* A full log later the first blocks are forgotten, the newest known. */
+    for (unsigned i = 0; i < STREAM_WLOG; i++)
+        commit(&st, 1, &x, &y);
+    CHECK(stream_entered_ns(&st, 0) == -1);
+    CHECK(stream_entered_ns(&st, 34) == -1);
+    int64_t e = stream_entered_ns(&st, 35 + STREAM_WLOG - 1);
+    CHECKF(e >= x && e <= y, "newest: %lld not in [%lld, %lld]", (long long)e, (long long)x,
+           (long long)y);
+    stream_fini(&st);
+}
+
+#define BLOCKS 20000
+#define BLOCK  7
+
+struct wshared {
+    struct stream    st;
+    int64_t          before[BLOCKS];  /* writer, before committing block k */
+    uint64_t         bad, unknown, asked;
+};
+
+static void *log_writer(void *arg)
+{
+    struct wshared *sh = arg;
+    for (unsigned k = 0; k < BLOCKS; k++) {
+        struct ring_vec v;
+        while (ring_write_vec(sh->st.ring, &v) < BLOCK)
+            sched_yield();
+        sh->before[k] = mono();
+        /* Release (inside): `before` and the entry are visible to whoever
+         * sees the samples. */
+        stream_commit(&sh->st, BLOCK);
+    }
+    atomic_store_explicit(&sh->st.eof, true, memory_order_release);
+    return NULL;
+}
+
+static void *log_reader(void *arg)
+{
+    struct wshared *sh = arg;
+    uint64_t taken = 0, pos = 0;       /* every third sample is timed */
+    for (;;) {
+        bool eof = atomic_load_explicit(&sh->st.eof, memory_order_acquire);
+        struct ring_vec v;
+        uint32_t n = ring_read_vec(sh->st.ring, &v);
+        for (; pos < taken + n; pos += 3) {
+            int64_t e = stream_entered_ns(&sh->st, pos), now = mono();
+            sh->asked++;
+            if (e < 0)
+                sh->unknown++;
+            else if (e < sh->before[pos / BLOCK] || e > now)
+                sh->bad++;
+        }
+        ring_read_commit(sh->st.ring, n);
+        taken += n;
+        if (n == 0 && eof)
+            break;
+        if (n == 0)
+            sched_yield();
+    }
+    return NULL;
+}
+
+TEST(threaded_entry_log)
+{
+    static struct wshared sh;
+    /* A ring of 1024 holds ~146 blocks: every sample the reader takes out is
+     * among the kept entries. */
+    REQUIRE(stream_init(&sh.st, "s", RATE, 10, 1024) == 0);
+    pthread_t w, r;
+    REQUIRE(pthread_create(&r, NULL, log_reader, &sh) == 0);
+    REQUIRE(pthread_create(&w, NULL, log_writer, &sh) == 0);
+    pthread_join(w, NULL);
+    pthread_join(r, NULL);
+    printf("# %llu lookups, %llu unknown, %llu outside [commit, now]\n",
+           (unsigned long long)sh.asked, (unsigned long long)sh.unknown,
+           (unsigned long long)sh.bad);
+    CHECK(sh.asked == (BLOCKS * BLOCK + 2) / 3);
+    CHECKF(sh.bad == 0 && sh.unknown == 0, "%llu wrong, %llu unknown",
+           (unsigned long long)sh.bad, (unsigned long long)sh.unknown);
+    stream_fini(&sh.st);
+}
+
 int main(void)
 {
     RUN(no_anchor);
@@ -183,5 +309,7 @@ int main(void)
     RUN(same_position_newest_wins);
     RUN(history_depth);
     RUN(threaded_reanchor_while_reading);
+    RUN(entry_log);
+    RUN(threaded_entry_log);
     return TEST_END();
 }
