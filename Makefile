@@ -9,6 +9,7 @@
 #   make train                retrain model/cwru.safetensors on ../shared/data/cwru
 #   make install              honours PREFIX and DESTDIR
 #   make deb                  Debian package into build/deb/
+#   make fuzz                 fuzz every parser FUZZ_SECONDS (60) each (clang, libFuzzer)
 #   make conf                 regenerate config/trident.conf from config.c's key table
 #
 # The user's CFLAGS/LDFLAGS/CPPFLAGS are applied after the project's own flags
@@ -41,16 +42,17 @@ endif
 # Targets that need packages, and which package sets (see packaging/deps.sh).
 DEPS_all     := build
 DEPS_tools   := build
-DEPS_check   := build test deb
+DEPS_check   := build test deb sanitize
 DEPS_demo    := build demo
 DEPS_bench   := build test bench
 DEPS_install := build
 DEPS_deb     := build deb
 DEPS_fuzz    := build sanitize
+DEPS_fuzz-replay := build
 DEPS_conf    := build
 DEPS_train   := build test
 DEPS_soak    := build test
-DEP_TARGETS  := all tools check demo bench install deb fuzz conf train soak
+DEP_TARGETS  := all tools check demo bench install deb fuzz fuzz-replay conf train soak
 
 ifndef TRIDENT_DEPS_OK
 # ---- outer make: install packages, then re-run with the real rules ----------
@@ -73,7 +75,8 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 SAN_address   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SAN_undefined := -fsanitize=undefined -fno-sanitize-recover=undefined
 SAN_thread    := -fsanitize=thread
-SAN_fuzzer    := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_fuzzer    := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+                 -fsanitize-coverage-ignorelist=tests/fuzz/coverage.ignore
 ifneq ($(SANITIZER),)
 ifeq ($(SAN_$(SANITIZER)),)
 $(error SANITIZER must be address, undefined or thread (fuzzer: make fuzz))
@@ -143,14 +146,29 @@ $(ALSA_PLUGIN): tests/alsa/pcm_trident_test.c
 	    $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs alsa)
 
 # make fuzz: each tests/fuzz/fuzz_*.c as a libFuzzer program (clang,
-# ASan+UBSan) in build-fuzzer/fuzz/; each file says how to run it.
-FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+# ASan+UBSan; coverage feedback from the parsers only, tests/fuzz/
+# coverage.ignore) in build-fuzzer/fuzz/, then tests/fuzz/run.sh replays
+# every input in tests/fuzz/regress/NAME/ and fuzzes each target for
+# FUZZ_SECONDS (0: replay only) on a scratch copy of tests/fuzz/corpus/NAME/
+# under build-fuzzer/fuzz/work/; it fails on any crash, sanitizer report,
+# leak, timeout or memory blow-up and names the reproducer.
+# make fuzz-replay: the same targets with a plain main (tests/fuzz/replay.c)
+# in $(BUILD)/fuzz-replay/, for any compiler (test_fuzz.sh: gcc's ASan).
+FUZZ_SECONDS ?= 60
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz-replay/%)
 fuzz:
 	@$(MAKE) --no-print-directory SANITIZER=fuzzer CC=clang fuzz-bins
-fuzz-bins: $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh build-fuzzer
+fuzz-bins: $(FUZZ_BIN)
+$(FUZZ_BIN): $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(T_LDFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB) $(T_LDLIBS) $(LDLIBS)
+fuzz-replay: $(FUZZ_REPLAY)
+$(FUZZ_REPLAY): $(BUILD)/fuzz-replay/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(T_LDFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/tests/fuzz/replay.o $(LIB) $(T_LDLIBS) $(LDLIBS)
 
 # make check: the normal build runs everything; the ASan+UBSan and TSan builds
 # run the unit tests and the integration tests that ask for them
@@ -239,7 +257,6 @@ deb:
 clean:
 	rm -rf build build-*
 
-.PHONY: all tools check demo bench install deb clean conf fuzz fuzz-bins soak
-.PRECIOUS: $(BUILD)/obj/tests/fuzz/%.o
+.PHONY: all tools check demo bench install deb clean conf fuzz fuzz-bins fuzz-replay soak
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/obj/*/*/*.d)
 endif

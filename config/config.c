@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef TRIDENT_DATADIR
 #define TRIDENT_DATADIR "/usr/local/share/trident"
@@ -219,6 +220,11 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    /* One line, whatever the file holds: a quoted value may contain line
+     * breaks (a raw one inside the quotes, or \n; fuzz_config found it). */
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
 }
 
 static void free_list(char **v, unsigned n)
@@ -1028,6 +1034,152 @@ static int parse_group(struct ctx *x, struct cfg *c, const config_setting_t *g, 
     return 0;
 }
 
+/* libconfig 1.5 opens an @include as include_dir + "/" + name with fopen()
+ * and reads it with flex, whose read error handler prints "input in flex
+ * scanner failed" and calls exit(2): `@include "."` (or "", "conf.d", or a
+ * name cut short by a NUL byte, which is how fuzz_config found it) ended the
+ * daemon, on a SIGHUP reload too; a FIFO would have blocked it.  So before
+ * libconfig runs, every @include it would open is looked up here and
+ * anything but a regular file refused.  They are found the way its scanner
+ * (scanner.l) finds them: `^[ \t]*@include[ \t]+"` at the start of a line,
+ * outside comments and strings; in the name only \\ and \" are escapes,
+ * another backslash is dropped, and each stretch between escapes ends at a
+ * NUL byte (it is appended as a C string).  Included files are scanned in
+ * turn, as deep as libconfig goes.  At a name that cannot be opened the
+ * scan stops: libconfig stops there too, with its own error. */
+#define INCLUDE_DEPTH_MAX 10           /* libconfig's MAX_INCLUDE_DEPTH */
+
+static int scan_includes(struct ctx *x, const char *file, FILE *f, int depth);
+
+/* 0: go on; 1: stop, libconfig will report an error; -EINVAL: refused. */
+static int check_include(struct ctx *x, const char *file, const char *name, unsigned line,
+                         int depth)
+{
+    if (depth >= INCLUDE_DEPTH_MAX)
+        return 1;                      /* "include file nesting too deep" */
+    char full[PATH_MAX];
+    struct stat sb;
+    if (snprintf(full, sizeof full, "%s/%s", x->dir, name) >= (int)sizeof full
+        || stat(full, &sb) < 0)
+        return 1;                      /* "cannot open include file" */
+    if (!S_ISREG(sb.st_mode)) {
+        char shown[PATH_MAX];
+        display_file(x, file, shown, sizeof shown);
+        set_err(x->err, x->errlen, "%s:%u: @include \"%s\": not a regular file", shown,
+                line, name);
+        return -EINVAL;
+    }
+    FILE *g = fopen(full, "r");
+    if (!g)
+        return 1;
+    int rc = scan_includes(x, name, g, depth + 1);
+    fclose(g);
+    return rc;
+}
+
+/* After a `[ \t]` or `@` at the start of a line: the rest of an @include
+ * line, and its check; -1 if it is none (the first character that does not
+ * fit is put back). */
+static int scan_include_line(struct ctx *x, const char *file, FILE *f, int c,
+                             unsigned *line, int depth)
+{
+    static const char kw[] = "@include";
+    size_t k = 0;
+    bool gap = false;
+    while (c == ' ' || c == '\t')
+        c = getc(f);
+    while (kw[k] && c == kw[k]) {
+        c = getc(f);
+        k++;
+    }
+    while (!kw[k] && (c == ' ' || c == '\t')) {
+        c = getc(f);
+        gap = true;
+    }
+    if (kw[k] || !gap || c != '"') {
+        if (c != EOF)
+            ungetc(c, f);
+        return -1;
+    }
+    char name[PATH_MAX];
+    size_t n = 0;
+    bool cut = false;
+    while ((c = getc(f)) != '"') {
+        if (c == EOF)
+            return 0;                  /* no closing quote: no include */
+        if (c == '\\') {
+            int d = getc(f);
+            cut = false;
+            if (d != '\\' && d != '"') {
+                if (d != EOF)
+                    ungetc(d, f);
+                continue;
+            }
+            c = d;
+        } else if (c == '\0') {
+            cut = true;
+        } else if (c == '\n') {
+            (*line)++;
+        }
+        if (cut)
+            continue;
+        if (n + 1 >= sizeof name)
+            return 1;                  /* longer than a path: fopen fails */
+        name[n++] = (char)c;
+    }
+    name[n] = '\0';
+    return check_include(x, file, name, *line, depth);
+}
+
+static int scan_includes(struct ctx *x, const char *file, FILE *f, int depth)
+{
+    enum { CODE, COMMENT, STRING } st = CODE;
+    unsigned line = 1;
+    bool bol = true;                   /* at the start of a line */
+    int c;
+    while ((c = getc(f)) != EOF) {
+        bool nl = c == '\n';
+        if (st == COMMENT) {
+            if (c == '*') {
+                int d = getc(f);
+                if (d == '/')
+                    st = CODE;
+                else if (d != EOF)
+                    ungetc(d, f);
+            }
+        } else if (st == STRING) {
+            if (c == '"') {
+                st = CODE;
+            } else if (c == '\\') {
+                int d = getc(f);   /* \" and \\ are one character; the rest is read again */
+                if (d != '"' && d != '\\' && d != EOF)
+                    ungetc(d, f);
+            }
+        } else if (bol && (c == ' ' || c == '\t' || c == '@')) {
+            int rc = scan_include_line(x, file, f, c, &line, depth);
+            if (rc != 0 && rc != -1)   /* -1: no include; 0: a good one */
+                return rc;
+        } else if (c == '"') {
+            st = STRING;
+        } else if (c == '#' || c == '/') {
+            int d = c == '/' ? getc(f) : '/';
+            if (d == '*') {
+                st = COMMENT;
+            } else if (d == '/') {     /* # or // to the end of the line */
+                while ((d = getc(f)) != EOF && d != '\n')
+                    ;
+                if (d == '\n')
+                    ungetc(d, f);
+            } else if (d != EOF) {
+                ungetc(d, f);
+            }
+        }
+        bol = nl;
+        line += nl;
+    }
+    return 0;
+}
+
 int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
 {
     /* libconfig reports a missing file as a generic I/O error: look first so
@@ -1038,16 +1190,24 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
         set_err(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
-    fclose(f);
 
     struct ctx x = { .path = path, .err = err, .errlen = errlen };
     const char *slash = strrchr(path, '/');
     x.dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!x.dir)
+    if (!x.dir) {
+        fclose(f);
         return -ENOMEM;
+    }
+    /* What libconfig cannot survive (see scan_includes). */
+    int rc = scan_includes(&x, path, f, 0);
+    fclose(f);
+    if (rc < 0) {
+        free(x.dir);
+        return rc;
+    }
 
     struct cfg c;
-    int rc = cfg_defaults(&c);
+    rc = cfg_defaults(&c);
     if (rc) {
         free(x.dir);
         return rc;

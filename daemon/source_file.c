@@ -54,6 +54,10 @@
  * window: context switches that the workers paid for). */
 #define FILE_RING_FAST  131072u
 #define FILE_WAIT_NS    1000000L     /* back-off while a ring is full */
+/* pace = realtime: a second of samples up to 1 MHz (the ALSA rate bound),
+ * never more, whatever rate the file's header claims (fuzz_source: a WAV
+ * header saying 839 MHz asked for 4 GiB per channel). */
+#define FILE_RING_RT_MAX (1u << 20)
 #define FILE_MAX_CH     256u
 
 struct file_priv {
@@ -199,7 +203,7 @@ static int file_open(struct source *s, char *err, size_t errlen)
      * stalled pipeline delays the file rather than the clock. */
     uint32_t cap = c->pace == CFG_PACE_REALTIME ? FILE_RING_MIN : FILE_RING_FAST;
     while (c->pace == CFG_PACE_REALTIME && cap < (uint32_t)f->info.samplerate
-           && cap < (1u << 30))
+           && cap < FILE_RING_RT_MAX)
         cap <<= 1;
     /* The config's naming rule, given the file's channel count. */
     struct cfg_stream named = *c;

@@ -398,6 +398,7 @@ static int copy_tensor(struct loader *L, const struct want *w, const unsigned ch
 {
     const struct entry *e = w->e;
     const unsigned char *p = data + e->begin;
+    const int bf16 = strcmp(e->dt->name, "BF16") == 0;
     for (uint64_t i = 0; i < e->count; i++) {
         float v;
         if (e->dt->size == 4) {
@@ -406,7 +407,7 @@ static int copy_tensor(struct loader *L, const struct want *w, const unsigned ch
             memcpy(&v, &u, sizeof v);
         } else {
             uint16_t u = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            if (strcmp(e->dt->name, "BF16") == 0) {
+            if (bf16) {
                 uint32_t u32 = (uint32_t)u << 16;
                 memcpy(&v, &u32, sizeof v);
             } else {

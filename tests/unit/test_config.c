@@ -406,6 +406,60 @@ TEST(include_is_relative_to_the_config)
     cfg_free(&c);
 }
 
+/* libconfig 1.5 exit()s on a directory it was told to @include (flex's
+ * "input in flex scanner failed") and blocks on a FIFO: cfg_load refuses
+ * them first, and only them (fuzz_config found it; the inputs are in
+ * tests/fuzz/regress/config/).  Without the check this program exits 2. */
+TEST(include_of_a_non_file_is_refused)
+{
+    char sub[128], fifo[128];
+    snprintf(sub, sizeof sub, "%s/conf.d", tmpdir);
+    mkdir(sub, 0755);
+    snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+    CHECK(mkfifo(fifo, 0600) == 0 || errno == EEXIST);
+    REQUIRE(write_file("conf.d/dir.conf", "workers = 3;\n\n  @include \"conf.d\"\n"));
+    static const struct { const char *text, *want; } bad[] = {
+        { "workers = 2;\n@include \".\"\n", "main.conf:2: @include \".\": not a regular file" },
+        { "@include \"\"\n", "main.conf:1: @include \"\": not a regular file" },
+        { "\t @include\t\"conf.d\"\n", "main.conf:1: @include \"conf.d\"" },
+        { "@include \"fifo\"\n", "main.conf:1: @include \"fifo\": not a regular file" },
+        { "@include \"c\\onf.d\"\n", "@include \"conf.d\"" },   /* \o is o */
+        { "@include \"conf.d/dir.conf\"\n", "conf.d/dir.conf:3: @include \"conf.d\"" },
+    };
+    struct cfg c = { 0 };
+    char err[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p = write_file("main.conf", bad[i].text);
+        REQUIRE(p);
+        err[0] = '\0';
+        int rc = cfg_load(p, &c, err, sizeof err);
+        CHECKF(rc == -EINVAL && strstr(err, bad[i].want) && !strncmp(err, tmpdir, strlen(tmpdir)),
+               "case %zu: rc=%d, want ...%s, got %s", i, rc, bad[i].want, err);
+    }
+    /* not includes for libconfig, so not refused: in comments, in a string,
+     * not at the start of a line */
+    const char *p = write_file("main.conf", "/* x\n@include \".\" */ # @include \".\"\n"
+                               "// @include \".\"\nmodel = \"a\n@include \\\".\";\n"
+                               "workers = 4; /* */\n");
+    REQUIRE(p);
+    int rc = cfg_load(p, &c, err, sizeof err);
+    CHECKF(rc == 0 && c.workers == 4, "rc=%d %s", rc, err);
+    cfg_free(&c);
+}
+
+/* Errors are one line even when the value they quote is not. */
+TEST(errors_are_one_line)
+{
+    const char *p = write_file("nl.conf", "streams = ( { name = \"a\"; type = \"alsa\";\n"
+                               "  device = \"hw:0\"; rate = 8000; format = \"S16\n_LE\\r\"; } );\n");
+    REQUIRE(p);
+    struct cfg c = { 0 };
+    char err[512] = "";
+    CHECK(cfg_load(p, &c, err, sizeof err) == -EINVAL);
+    CHECKF(strstr(err, "nl.conf:2: streams[0].format: unknown value") && !strchr(err, '\n')
+           && !strchr(err, '\r'), "%s", err);
+}
+
 /* The committed example is what the key table generates, and it parses to
  * exactly the defaults. */
 TEST(example_file)
@@ -496,6 +550,8 @@ int main(void)
     RUN(errors_name_file_line_key);
     RUN(missing_file);
     RUN(include_is_relative_to_the_config);
+    RUN(include_of_a_non_file_is_refused);
+    RUN(errors_are_one_line);
     RUN(example_file);
     RUN(docs_cover_every_key);
     char cmd[128];
