@@ -147,6 +147,7 @@ struct pipeline {
     struct pl_model  *cur;            /* under mu (main reads it freely) */
     struct pl_model  *retired;        /* under mu */
     bool              sealed;         /* under mu */
+    unsigned          n_live;         /* under mu: streams of live (alsa) or paced sources */
 
     struct pl_stream **wlist;         /* windower: its live streams */
     sem_t             wake;
@@ -350,6 +351,13 @@ nomem:
     return -ENOMEM;
 }
 
+/* Samples that arrive at their own pace (a device, a realtime-paced file):
+ * their windows are published as soon as they are classified. */
+static bool source_live(const struct source *s)
+{
+    return s->cfg && (s->cfg->type == CFG_ALSA || s->cfg->pace == CFG_PACE_REALTIME);
+}
+
 int pipeline_check_source(double model_rate, const struct source *s, char *err, size_t errlen)
 {
     const char *path = (s->cfg && s->cfg->type == CFG_FILE) ? s->cfg->path : NULL;
@@ -436,6 +444,8 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
     pthread_mutex_lock(&p->mu);
     for (unsigned i = 0; i < n_made; i++)
         p->reg[p->n_reg++] = made[i];
+    if (source_live(s))
+        p->n_live += n_made;
     p->reg_version++;
     pthread_mutex_unlock(&p->mu);
     sem_post(&p->wake);
@@ -528,6 +538,8 @@ int pipeline_release_source(pipeline *p, struct source *s)
         else
             p->reg[k++] = p->reg[i];
     }
+    if (source_live(s))
+        p->n_live -= n_gone;
     p->n_reg = k;
     p->reg_version++;
     pthread_mutex_unlock(&p->mu);
@@ -879,7 +891,10 @@ static bool tail_ready(const pipeline *p)
 {
     if (p->tail == p->head || !p->slots[p->tail % p->n_slots].done)
         return false;
-    if (p->next == p->head || p->input_done)
+    /* A live stream's window never waits for company: latency, not the
+     * wake-ups saved, is what counts there (a burst of windows from many
+     * streams would otherwise wait for a batch to be done). */
+    if (p->next == p->head || p->input_done || p->n_live)
         return true;
     uint64_t end = p->tail + p->batch < p->head ? p->tail + p->batch : p->head;
     for (uint64_t i = p->tail + 1; i < end; i++)
