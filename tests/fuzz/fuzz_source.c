@@ -21,7 +21,7 @@
  * the other failures.
  *
  *   make fuzz                                  # every target, FUZZ_SECONDS each
- *   build-fuzzer/fuzz/fuzz_source -max_len=65536 -timeout=10 \
+ *   build-fuzzer/fuzz/fuzz_source -max_len=65536 -timeout=25 \
  *       -dict=tests/fuzz/source.dict build-fuzzer/fuzz/work/source tests/fuzz/corpus/source
  *   build-fuzzer/fuzz/fuzz_source FILE...     # replay inputs (tests/fuzz/regress/source/)
  */
