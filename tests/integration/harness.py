@@ -140,6 +140,20 @@ def free_port():
     return port
 
 
+def subscriber(endpoint, *topics, ctx=None):
+    """A ZeroMQ SUB socket connected to endpoint and subscribed to topics
+    (bytes prefixes; none: everything), with no receive high-water mark (a
+    test loses nothing to its own queue) and no linger on close."""
+    import zmq
+    sub = (ctx or zmq.Context.instance()).socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVHWM, 0)
+    sub.connect(endpoint)
+    for t in topics or (b"",):
+        sub.setsockopt(zmq.SUBSCRIBE, t)
+    return sub
+
+
 def free_endpoint():
     """A ZeroMQ endpoint "tcp://127.0.0.1:PORT" on a free port."""
     return f"tcp://127.0.0.1:{free_port()}"

@@ -38,11 +38,7 @@ def replay(binary, files, hop):
     """--replay to one SUB socket; (results by stream, _stats list, stderr, rc)."""
     ep = harness.free_endpoint()
     ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(ep)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub = harness.subscriber(ep, ctx=ctx)
     p = subprocess.Popen([binary, "--replay", *files, "--model", MODEL, "--endpoint", ep,
                           "--hop", str(hop), "--stats-interval", "0.2",
                           "--wait-subscribers", "1"],

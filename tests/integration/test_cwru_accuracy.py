@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CWRU, ROOT, Tap, binpath, free_endpoint, read_wav  # noqa: E402
+from harness import CWRU, ROOT, Tap, binpath, free_endpoint, read_wav, subscriber  # noqa: E402
 
 import torch  # noqa: E402
 import export  # noqa: E402
@@ -77,10 +77,7 @@ def daemon_labels(tridentd, files, impl, tap):
     import zmq
     endpoint = free_endpoint()
     ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(endpoint)
+    sub = subscriber(endpoint, ctx=ctx)
     cmd = [tridentd, "--replay", *files, "--model", MODEL, "--endpoint", endpoint,
            "--wait-subscribers", "1", "--pace", "fast", "--hop", str(HOP)]
     tap.note(f"TRIDENT_NET={impl} " +

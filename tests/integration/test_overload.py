@@ -67,11 +67,7 @@ def run(binary, tmp):
         f.write(conf_text(ep))
     notify = harness.NotifySocket(os.path.join(tmp, "notify"))
     ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(ep)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub = harness.subscriber(ep, ctx=ctx)
     errf = open(os.path.join(tmp, "stderr"), "w+")
     p = subprocess.Popen([binary, "-c", conf, "--wait-subscribers", "1"],
                          stdout=subprocess.DEVNULL, stderr=errf,
@@ -79,14 +75,18 @@ def run(binary, tmp):
     raw, stats = [], []           # (arrival, topic, body); (arrival, dict)
     alive_until_term = True
     once = {f"s{i:02d}" for i in range(N_ONCE)}
-    settled, t_term, t_exit = 0, None, None
+    settled, t_term, t_exit, quiet = 0, None, None, None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         # Read the notify socket as systemd does: a full one (10 datagrams)
         # would block the daemon's main loop in sd_notify().
         notify.pump(0)
-        if sub.poll(20):
+        # Whatever is there (bounded, so the checks below run often even
+        # while messages never stop coming).
+        got = 0
+        while got < 2000 and sub.poll(0 if got else 20):
             topic, body = sub.recv_multipart()
+            got += 1
             now = time.monotonic()
             if topic == b"_stats":
                 d = json.loads(body)
@@ -97,20 +97,20 @@ def run(binary, tmp):
                 settled = settled + 1 if done else 0
             else:
                 raw.append((now, topic, body))
-            continue
-        if t_term is None:
-            if p.poll() is not None:
+        now = time.monotonic()
+        if p.poll() is not None:
+            if t_term is None:
                 alive_until_term = False
                 break
+            t_exit = t_exit or now
+            quiet = None if got else (quiet or now)
+            if quiet and now - quiet > 0.5:
+                break                     # exited, and everything it sent is in
+        elif t_term is None and (settled >= 2 or now > deadline - 20):
             # Two _stats in a row with the finite streams ended and every
-            # window of theirs published, or 40 s: stop it mid-overload.
-            if settled >= 2 or time.monotonic() > deadline - 20:
-                t_term = time.monotonic()
-                p.send_signal(signal.SIGTERM)
-        elif p.poll() is not None:
-            t_exit = t_exit or time.monotonic()
-            if time.monotonic() - t_exit > 0.5:
-                break
+            # window of theirs published (or 40 s): stop it mid-overload.
+            t_term = now
+            p.send_signal(signal.SIGTERM)
     if p.poll() is None:
         p.kill()
     p.wait()

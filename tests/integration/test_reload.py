@@ -69,11 +69,7 @@ class Collector(threading.Thread):
 
     def __init__(self, endpoint):
         super().__init__(daemon=True)
-        self.sub = zmq.Context.instance().socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        self.sub.connect(endpoint)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub = harness.subscriber(endpoint)
         self.msgs, self.bad = [], []
         self.stop = threading.Event()
 

@@ -94,11 +94,7 @@ def replay(files, m, *args, subscribe=True, endpoint=None, timeout=60, stats=Fal
     ctx = zmq.Context.instance()
     sub = None
     if subscribe:
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.RCVHWM, 0)
-        sub.connect(endpoint)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub = harness.subscriber(endpoint, ctx=ctx)
     cmd = [binary or TRIDENTD, "--replay", *files, "--model", m["path"], "--endpoint", endpoint,
            "--stats-interval", "0" if not stats else str(stats)]
     if subscribe:
@@ -220,10 +216,7 @@ def sigterm(three, mz, binary, tag):
     """SIGTERM in the middle of a looping fast replay: exit 0, nothing missing."""
     ctx = zmq.Context.instance()
     ep = harness.free_endpoint()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(ep)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub = harness.subscriber(ep, ctx=ctx)
     p = subprocess.Popen([binary, "--replay", three, "--model", mz["path"], "--endpoint", ep,
                           "--wait-subscribers", "1", "--loop", "--stats-interval", "0"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -288,10 +281,7 @@ def paced_latency(path, rate, mz):
     last sample (t + 1023 / rate)."""
     ctx = zmq.Context.instance()
     ep = harness.free_endpoint()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(ep)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub = harness.subscriber(ep, ctx=ctx)
     p = subprocess.Popen([TRIDENTD, "--replay", path, "--model", mz["path"], "--endpoint", ep,
                           "--wait-subscribers", "1", "--pace", "realtime", "--hop", "1",
                           "--workers", "1", "--stats-interval", "0"],

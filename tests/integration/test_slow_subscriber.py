@@ -59,11 +59,7 @@ def start(name, nodrop):
     stuck.setsockopt(zmq.RCVBUF, 4096)
     stuck.connect(ep)
     stuck.setsockopt(zmq.SUBSCRIBE, b"")
-    healthy = ctx.socket(zmq.SUB)
-    healthy.setsockopt(zmq.LINGER, 0)
-    healthy.setsockopt(zmq.RCVHWM, 0)
-    healthy.connect(ep)
-    healthy.setsockopt(zmq.SUBSCRIBE, b"")
+    healthy = harness.subscriber(ep, ctx=ctx)
     return p, err, stuck, healthy
 
 

@@ -144,11 +144,7 @@ def main():
     nsock = os.path.join(tmp, "notify")
     sd = harness.NotifySocket(nsock)
     ctx = zmq.Context.instance()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 0)
-    sub.connect(ep)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub = harness.subscriber(ep, ctx=ctx)
     env = dict(os.environ, NOTIFY_SOCKET=nsock)
     for k in ("WATCHDOG_USEC", "WATCHDOG_PID", "TRIDENT_NET"):
         env.pop(k, None)
