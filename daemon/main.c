@@ -596,11 +596,15 @@ static void send_status(struct daemon *d)
     for (unsigned i = 0; i < d->n_src; i++)
         for (unsigned k = 0; k < d->src[i]->src.n_streams; k++)
             xruns += atomic_load_explicit(&d->src[i]->src.streams[k].xruns, memory_order_relaxed);
+    unsigned depth, slots;
+    uint64_t backlog;
     pipeline_latency(d->pl, &p50, &p99, &max);
-    notify_status("%u stream%s%s, %.1f windows/s, latency p50 %.1f p99 %.1f max %.1f ms, %"
-                  PRIu64 " dropped, %" PRIu64 " gaps, %" PRIu64 " xruns, model %s%s%s", n,
+    pipeline_queue(d->pl, &depth, &slots, &backlog);
+    notify_status("%u stream%s%s, %.1f windows/s, latency p50 %.1f p99 %.1f max %.1f ms, "
+                  "queue %u/%u slots, %" PRIu64 " samples in rings, %" PRIu64 " dropped, %"
+                  PRIu64 " gaps, %" PRIu64 " xruns, model %s%s%s", n,
                   n == 1 ? "" : "s", downs, d->rate, p50 / 1e3, p99 / 1e3, max / 1e3,
-                  pipeline_dropped(d->pl), pipeline_gaps(d->pl), xruns,
+                  depth, slots, backlog, pipeline_dropped(d->pl), pipeline_gaps(d->pl), xruns,
                   net_digest(pipeline_model(d->pl)), d->note[0] ? "; " : "", d->note);
 }
 

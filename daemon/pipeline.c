@@ -1273,6 +1273,21 @@ uint64_t pipeline_dropped(const pipeline *p)
     return n;
 }
 
+void pipeline_queue(const pipeline *p, unsigned *depth, unsigned *slots, uint64_t *backlog)
+{
+    pipeline *q = (pipeline *)p;
+    uint64_t b = 0;
+    /* reg changes only in the main thread, the caller. */
+    for (unsigned i = 0; i < q->n_reg; i++)
+        b += atomic_load_explicit(&q->reg[i]->st->written, memory_order_relaxed)
+             - atomic_load_explicit(&q->reg[i]->popped, memory_order_relaxed);
+    pthread_mutex_lock(&q->mu);
+    *depth = (unsigned)(q->head - q->tail);
+    pthread_mutex_unlock(&q->mu);
+    *slots = q->n_slots;
+    *backlog = b;
+}
+
 uint64_t pipeline_gaps(const pipeline *p)
 {
     return atomic_load_explicit(&((pipeline *)p)->gaps, memory_order_relaxed);

@@ -136,6 +136,10 @@ void     pipeline_destroy(pipeline *p);
 uint64_t pipeline_published(const pipeline *p);
 bool     pipeline_idle(const pipeline *p);
 uint64_t pipeline_dropped(const pipeline *p);
+/* Queue depths now (main thread): job slots in use of `slots`, and the
+ * samples waiting in the current streams' rings (summed; written - taken,
+ * read without a lock, so approximate by a write or two). */
+void     pipeline_queue(const pipeline *p, unsigned *depth, unsigned *slots, uint64_t *backlog);
 /* Windows published with "gap" so far. */
 uint64_t pipeline_gaps(const pipeline *p);
 /* Latency percentiles (us) of the windows published in the last complete

@@ -23,12 +23,13 @@ pipeline: what finds a ring full is dropped.  What must hold:
   - SIGTERM ends it within 2 s (the stop deadline drops what the rings
     still hold, counted), with exit 0, and the final `_stats` accounts for
     the looping streams the same way;
-  - STATUS= reports the drops.
+  - STATUS= carries the same summary (latency, queue depths, drops, gaps).
 
 Runs on the normal and the ASan+UBSan build.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,8 +242,16 @@ def main():
         tap.ok(f"{tag}: the exit summary logs each stream's accounting",
                all(f"stream {n}: {last[n]['samples']} samples in = " in err for n in last),
                err[-400:])
-        tap.ok(f"{tag}: STATUS= reports the drops", any(" 0 dropped" not in m and "dropped" in m
-                                                        for m in r["status"]), str(r["status"][-2:]))
+        # STATUS= (systemctl status) carries the same summary: latency, queue
+        # depths, drops and gap windows, counting up under the overload.
+        pat = (r"(\d+) streams, [\d.]+ windows/s, latency p50 [\d.]+ p99 [\d.]+ max [\d.]+ ms, "
+               r"queue \d+/\d+ slots, \d+ samples in rings, (\d+) dropped, (\d+) gaps, \d+ xruns")
+        found = [re.search(pat, m) for m in r["status"]]
+        found = [(int(f.group(2)), int(f.group(3))) for f in found if f]
+        tap.ok(f"{tag}: STATUS= reports latency, queue depths, drops and gaps, the drops and gaps "
+               f"growing", len(found) >= 2 and found[-1][0] > 0 and found[-1][1] > 0
+               and all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(found, found[1:])),
+               str(r["status"][-2:]))
         tap.ok(f"{tag}: the stop deadline's discard is logged, not silent",
                "dropping them unclassified" in err or "not classified" not in err, err[-400:])
     tap.done()
