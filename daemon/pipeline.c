@@ -618,6 +618,14 @@ void pipeline_reap(pipeline *p)
 
 /* ---- windower ------------------------------------------------------------- */
 
+/* A counter only the windower writes (others read it): a plain add, no
+ * locked read-modify-write on the per-window path. */
+static inline void count_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 /* Hand the filled slots [head, w_head) to the workers, stamped with the
  * model that is current now: a model switch (under the same lock) falls
  * between two windows, never inside one.  Called with mu held. */
@@ -750,16 +758,14 @@ static void resample_feed(pipeline *p, struct pl_stream *ps, const float *x, siz
     }
     long k = rs_process(ps->rs, x, n, ps->rsbuf, ps->rscap);
     if (k > 0) {
-        atomic_store_explicit(&ps->resampled, atomic_load_explicit(&ps->resampled,
-                              memory_order_relaxed) + (uint64_t)k, memory_order_relaxed);
+        count_add(&ps->resampled, (uint64_t)k);
         feed(p, ps, ps->rsbuf, (size_t)k, taken_ns);
     }
     if (k < 0) {
         /* The samples are already out of the ring: count them as dropped
          * (so _stats, STATUS= and the summary show the loss) and flag the
          * next window. */
-        atomic_store_explicit(&ps->rs_lost, atomic_load_explicit(&ps->rs_lost,
-                              memory_order_relaxed) + n, memory_order_relaxed);
+        count_add(&ps->rs_lost, n);
         ps->force_gap = true;
         if (ps->rs_errors++ == 0)
             log_warn("stream %s: resampler failed (%s): %zu samples dropped; further "
@@ -782,18 +788,15 @@ static bool visit(pipeline *p, struct pl_stream *ps)
         /* A stop past its deadline (pipeline_discard): what the ring still
          * holds is counted as dropped, not classified. */
         ring_read_commit(ps->st->ring, n);
-        atomic_store_explicit(&ps->discarded, atomic_load_explicit(&ps->discarded,
-                              memory_order_relaxed) + n, memory_order_relaxed);
-        atomic_store_explicit(&ps->popped, atomic_load_explicit(&ps->popped,
-                              memory_order_relaxed) + n, memory_order_relaxed);
+        count_add(&ps->discarded, n);
+        count_add(&ps->popped, n);
         return true;
     }
     if (n == 0) {
         if (eof) {
             long k;
             while (ps->rs && !discard && (k = rs_flush(ps->rs, ps->rsbuf, ps->rscap)) > 0) {
-                atomic_store_explicit(&ps->resampled, atomic_load_explicit(&ps->resampled,
-                                      memory_order_relaxed) + (uint64_t)k, memory_order_relaxed);
+                count_add(&ps->resampled, (uint64_t)k);
                 feed(p, ps, ps->rsbuf, (size_t)k, mono_ns());
             }
             ps->drained = true;
@@ -808,8 +811,7 @@ static bool visit(pipeline *p, struct pl_stream *ps)
     if (n > n0)
         resample_feed(p, ps, v.p[1], n - n0, taken);
     ring_read_commit(ps->st->ring, n);
-    atomic_store_explicit(&ps->popped, atomic_load_explicit(&ps->popped, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    count_add(&ps->popped, n);
     return true;
 }
 

@@ -131,6 +131,21 @@ def write_wav(path, samples, rate, fmt="float"):
         f.write(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks)
 
 
+def window_accounting(starts, hop, n, win=1024):
+    """(span, skipped, tail) of n samples cut into windows of `win` starting
+    at `starts` (ascending, the k-th at k * hop), worked out from the windows
+    alone: span, the samples inside at least one window; skipped, those
+    before max(last end, k * hop) inside none (hop > win); tail, the rest."""
+    if not starts:
+        return 0, 0, n
+    span, covered_to = 0, 0
+    for s in starts:
+        span += max(0, s + win - max(s, covered_to))
+        covered_to = max(covered_to, s + win)
+    bound = min(max(starts[-1] + win, len(starts) * hop), n)
+    return span, bound - min(span, bound), n - bound
+
+
 def free_port():
     """A TCP port on 127.0.0.1 free right now (the kernel's pick)."""
     s = socket.socket()

@@ -67,22 +67,6 @@ def replay(binary, files, hop):
     return by, stats, err, p.returncode
 
 
-def from_windows(starts, hop, n):
-    """(span, skipped, tail) of n samples given the windows' first samples:
-    counted sample by sample over the union, not with the daemon's formula."""
-    covered = bytearray(n)
-    for s in starts:
-        covered[s:s + WIN] = b"\x01" * (min(s + WIN, n) - s)
-    span = sum(covered)
-    # Samples before the next window's start (or the last window's end) that
-    # no window holds were skipped; the rest wait for a window that never
-    # came: the tail.
-    bound = max(max(starts) + WIN, (len(starts)) * hop) if starts else 0
-    bound = min(bound, n)
-    skipped = bound - sum(covered[:bound])
-    return span, skipped, n - bound
-
-
 def rs_out_len(n, rin, rout):
     return int(n * rout / rin + 0.5)
 
@@ -111,7 +95,7 @@ def main():
                 n_in = frames[name]
                 resampled = rates[name] != MODEL_RATE
                 n_w = rs_out_len(n_in, rates[name], MODEL_RATE) if resampled else n_in
-                span, skipped, tail = from_windows(starts, hop, n_w)
+                span, skipped, tail = harness.window_accounting(starts, hop, n_w, WIN)
                 tap.ok(f"{t} {name}: windows received = windows in _stats, seq 0.. with no gap flag",
                        [d["seq"] for d in got] == list(range(len(got))) and s.get("windows") == len(got)
                        and s.get("gaps") == 0 and not any(d["gap"] for d in got),

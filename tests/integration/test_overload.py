@@ -129,20 +129,6 @@ def run(binary, tmp):
                 alive=alive_until_term, stop_s=(t_exit - t_term) if t_term else None)
 
 
-def from_windows(starts, n):
-    """(span, skipped) of the windows starting at `starts` (in order), hop
-    HOP, among n samples: the union, and what lies before max(end, k*HOP)
-    outside it."""
-    if not starts:
-        return 0, 0
-    span, covered_to = 0, 0
-    for s in starts:
-        span += max(0, s + WIN - max(s, covered_to))
-        covered_to = max(covered_to, s + WIN)
-    bound = min(max(starts[-1] + WIN, len(starts) * HOP), n)
-    return span, bound - min(span, bound)
-
-
 def lost_before(ws):
     """Samples lost before each window, from its `t` (time of its first
     sample in the file) and `sample` (its place in what was written)."""
@@ -221,7 +207,7 @@ def main():
             seqs = [w["seq"] for w in ws]
             once = int(name[1:]) < N_ONCE
             n_in = frames if once else s["samples"]
-            span, skipped = from_windows([w["sample"] for w in ws], 1 << 62)
+            span, skipped, _ = harness.window_accounting([w["sample"] for w in ws], HOP, 1 << 62, WIN)
             ok = (seqs == list(range(len(ws))) and s["windows"] == len(ws)
                   and s["gaps"] == sum(w["gap"] for w in ws)
                   and (s["span"], s["skipped"]) == (span, skipped)
