@@ -40,10 +40,14 @@ class Net(nn.Module):
         x = getattr(self, f"pool{k}_3")(getattr(self, f"conv{k}_3")(x))
         return self.pool2(x)
 
-    def forward(self, x):
+    def features(self, x):
+        """The fc layer's input: the 768 pooled activations (3 branches x 256),
+        as the daemon's net_features() returns them."""
         x = self.pool1(self.conv1(x))
-        y = torch.cat([self.branch(x, k) for k in (3, 5, 7)], dim=1)
-        return self.fc(y.flatten(1))
+        return torch.cat([self.branch(x, k) for k in (3, 5, 7)], dim=1).flatten(1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
 
 def normalize(windows, kind):
