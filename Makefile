@@ -27,6 +27,8 @@ DATADIR    ?= $(PREFIX)/share/trident
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
+LIBEXECDIR ?= $(PREFIX)/lib/trident
+PYDIR      ?= $(DATADIR)/python
 DESTDIR    ?=
 
 CC         ?= cc
@@ -209,9 +211,15 @@ train: $(BUILD)/bin/trident-prep
 # make install: programs, unit, man pages, the example config (an existing
 # one is kept: it is the operator's) and the default model.  The unit's
 # paths follow SBINDIR and SYSCONFDIR.
+# trident-train and trident-eval: launchers in BINDIR running the Python
+# modules in PYDIR with Debian's /usr/bin/python3; trident-prep (the daemon's
+# reader and resampler, which training needs) in LIBEXECDIR.
 MAN_PAGES := packaging/tridentd.8 packaging/trident.conf.5 packaging/trident-sub.1
-install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub
+PY_MODULES := model/train/net.py model/train/export.py model/train/dataset.py \
+              model/train/card.py model/train/trident_train.py model/train/trident_eval.py
+install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub $(BUILD)/bin/trident-prep
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) \
+	    $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PYDIR) \
 	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/trident \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 755 $(BUILD)/bin/tridentd $(DESTDIR)$(SBINDIR)/tridentd
@@ -222,6 +230,15 @@ install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub
 	install -m 644 packaging/tridentd.8 $(DESTDIR)$(MANDIR)/man8/tridentd.8
 	install -m 644 packaging/trident.conf.5 $(DESTDIR)$(MANDIR)/man5/trident.conf.5
 	install -m 644 packaging/trident-sub.1 $(DESTDIR)$(MANDIR)/man1/trident-sub.1
+	install -m 755 $(BUILD)/bin/trident-prep $(DESTDIR)$(LIBEXECDIR)/trident-prep
+	install -m 644 $(PY_MODULES) $(DESTDIR)$(PYDIR)/
+	install -m 644 VERSION $(DESTDIR)$(PYDIR)/VERSION
+	for t in train eval; do \
+	    sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|' -e 's|@SBINDIR@|$(SBINDIR)|' -e 's|@PYDIR@|$(PYDIR)|' \
+	        packaging/trident-$$t.in >$(DESTDIR)$(BINDIR)/trident-$$t && \
+	    chmod 755 $(DESTDIR)$(BINDIR)/trident-$$t && \
+	    install -m 644 packaging/trident-$$t.1 $(DESTDIR)$(MANDIR)/man1/trident-$$t.1 || exit 1; \
+	done
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf ]; then \
 	    echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/trident/trident.conf"; \
 	else \

@@ -125,9 +125,11 @@ def format_confusion(m):
     """The confusion matrix of metrics() as a terminal table."""
     cols = m["columns"]
     w = max([8] + [len(c) + 1 for c in cols + m["classes"]])
-    lines = ["true \\ predicted".ljust(w + 2) + "".join(c.rjust(w) for c in cols) + "  recall"]
+    head = "true \\ predicted"
+    w0 = max([len(head)] + [len(c) for c in m["classes"]]) + 2
+    lines = [head.ljust(w0) + "".join(c.rjust(w) for c in cols) + "  recall"]
     for c, row in zip(m["classes"], m["confusion"]):
-        lines.append(c.ljust(w + 2) + "".join(str(v).rjust(w) for v in row)
+        lines.append(c.ljust(w0) + "".join(str(v).rjust(w) for v in row)
                      + "  " + _pct(m["per_class"][c]["recall"]))
     lines.append(f"class-balanced accuracy {_pct(m['balanced_accuracy'])}, "
                  f"accuracy {_pct(m['accuracy'])} ({m['windows']} windows)")
