@@ -37,6 +37,17 @@ EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_CANTCREAT = 64, 65, 66, 70, 73
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def argument_parser(**kw):
+    """argparse.ArgumentParser whose usage errors exit 64 (EX_USAGE), not 2."""
+    import argparse
+
+    class P(argparse.ArgumentParser):
+        def error(self, message):
+            self.print_usage(__import__("sys").stderr)
+            self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+    return P(**kw)
+
+
 class DataError(Exception):
     """A refusal: .code (sysexits) and a one-line message naming the file."""
 

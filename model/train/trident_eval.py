@@ -163,7 +163,7 @@ def need_torch():
 
 def main(argv=None):
     need_torch()
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+    ap = ds.argument_parser(prog=PROG, description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", metavar="MODEL")
     ap.add_argument("data", metavar="DATA")

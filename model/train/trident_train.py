@@ -44,7 +44,7 @@ def trainer_version():
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+    ap = ds.argument_parser(prog=PROG, description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", metavar="DATA", help="class folders, or a CSV manifest path,class[,group]")
     ap.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors")

@@ -33,6 +33,12 @@ need etc/trident/trident.conf
 need usr/share/man/man8/tridentd.8.gz
 need usr/share/man/man5/trident.conf.5.gz
 need usr/share/man/man1/trident-sub.1.gz
+need usr/bin/trident-train
+need usr/bin/trident-eval
+need usr/lib/trident/trident-prep
+need usr/share/trident/python/trident_train.py
+need usr/share/man/man1/trident-train.1.gz
+need usr/share/man/man1/trident-eval.1.gz
 if [ -f model/cwru.safetensors ]; then
     need usr/share/trident/cwru.safetensors
 else
@@ -49,6 +55,10 @@ grep -q 'systemctl\|deb-systemd' "$tmp/control/postinst" 2>/dev/null &&
 dpkg-deb -f "$deb" Depends | grep -qw procps &&
     ok "package depends on procps (/bin/kill for ExecReload)" || fail "package does not depend on procps"
 
+dpkg-deb -f "$deb" Depends | grep -qw python3-numpy &&
+    ok "package depends on python3-numpy (trident-train, trident-eval)" || fail "no python3-numpy dependency"
+dpkg-deb -f "$deb" Recommends | grep -qw python3-torch &&
+    ok "package recommends python3-torch" || fail "python3-torch not recommended"
 dpkg-deb -x "$deb" "$tmp/root"
 cmp -s "$tmp/root/etc/trident/trident.conf" config/trident.conf &&
     ok "installed config is config/trident.conf" || fail "installed config differs from config/trident.conf"

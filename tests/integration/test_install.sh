@@ -16,7 +16,10 @@ fi
 ok "make install PREFIX=/opt/tri DESTDIR=..."
 for f in opt/tri/sbin/tridentd opt/tri/bin/trident-sub opt/tri/lib/systemd/system/trident.service \
          opt/tri/etc/trident/trident.conf opt/tri/share/man/man8/tridentd.8 \
-         opt/tri/share/man/man5/trident.conf.5 opt/tri/share/man/man1/trident-sub.1; do
+         opt/tri/share/man/man5/trident.conf.5 opt/tri/share/man/man1/trident-sub.1 \
+         opt/tri/bin/trident-train opt/tri/bin/trident-eval opt/tri/lib/trident/trident-prep \
+         opt/tri/share/man/man1/trident-train.1 opt/tri/share/man/man1/trident-eval.1 \
+         opt/tri/share/trident/python/trident_train.py opt/tri/share/trident/python/dataset.py; do
     [ -f "$d/$f" ] && ok "installed /$f" || fail "missing /$f"
 done
 if [ -f model/cwru.safetensors ]; then
@@ -28,6 +31,11 @@ fi
 grep -qx 'ExecStart=/opt/tri/sbin/tridentd -c /opt/tri/etc/trident/trident.conf' \
     "$d/opt/tri/lib/systemd/system/trident.service" && ok "unit paths follow SBINDIR and SYSCONFDIR" ||
     fail "unit ExecStart does not follow SBINDIR/SYSCONFDIR"
+grep -q '/opt/tri/share/trident/python/trident_train.py' "$d/opt/tri/bin/trident-train" &&
+    grep -q '/opt/tri/lib/trident/trident-prep' "$d/opt/tri/bin/trident-train" &&
+    ok "trident-train runs the installed modules and trident-prep" || fail "trident-train launcher paths"
+"$d/opt/tri/bin/trident-train" --help >"$tmp/help" 2>&1 && grep -q 'usage: trident-train' "$tmp/help" &&
+    ok "installed trident-train --help runs" || fail "installed trident-train --help: $(tail -2 "$tmp/help")"
 [ -z "$(find "$d" -path "$d/opt" -prune -o -print | grep -v "^$d\$")" ] && ok "nothing outside PREFIX" ||
     fail "files outside PREFIX: $(find "$d" -path "$d/opt" -prune -o -print | head -3)"
 
