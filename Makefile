@@ -7,6 +7,7 @@
 #   make bench                benchmarks against PyTorch
 #   make soak                 32 real-time streams for 10 minutes (SOAK_SECONDS=600)
 #   make train                retrain model/cwru.safetensors on ../shared/data/cwru
+#                             (your own data: trident-train, model/train/trident_train.py)
 #   make install              honours PREFIX and DESTDIR
 #   make deb                  Debian package into build/deb/
 #   make fuzz                 fuzz every parser FUZZ_SECONDS (60) each (clang, libFuzzer)
