@@ -227,8 +227,10 @@ def split_recordings(recs, classes, val_fraction, seed):
     With groups (a manifest's group column; every recording is its own group
     otherwise) whole groups go to one side.  Per class, round(val_fraction *
     groups) groups (at least 1 when val_fraction > 0, at most all but one)
-    are drawn with numpy's default_rng(seed).  A group spanning classes is
-    assigned with the class it appears first in.  val_fraction 0: no
+    are drawn with numpy's default_rng(seed), classes in order; a group
+    holding several classes (e.g. one speed) counts for each of them, and
+    groups already drawn for an earlier class count towards a later class's
+    share.  val_fraction 0: no
     validation part.  DataError 65 if some class has fewer than two groups
     while val_fraction > 0.  Background recordings always train."""
     bg = [r for r in recs if r.cls == BACKGROUND]
@@ -236,20 +238,19 @@ def split_recordings(recs, classes, val_fraction, seed):
     if val_fraction <= 0:
         return recs + bg, []
     rng = np.random.default_rng(seed)
-    owner = {}
-    for r in recs:
-        owner.setdefault(r.group, r.cls)
     val_groups = set()
     for c in classes:
-        groups = sorted(g for g, oc in owner.items() if oc == c)
+        groups = sorted({r.group for r in recs if r.cls == c})
         if len(groups) < 2:
             n = len([r for r in recs if r.cls == c])
             raise DataError(EX_DATAERR, f"class {c!r}: {n} recording(s) in {len(groups)} group(s), "
                             "too few to split by recording; add recordings, use a manifest's "
                             "group column, or pass --val-fraction 0")
         k = min(max(1, int(round(val_fraction * len(groups)))), len(groups) - 1)
-        for i in rng.permutation(len(groups))[:k]:
-            val_groups.add(groups[i])
+        free = [g for g in groups if g not in val_groups]
+        need = k - (len(groups) - len(free))
+        for i in rng.permutation(len(free))[:max(0, need)]:
+            val_groups.add(free[i])
     train = [r for r in recs if r.group not in val_groups]
     val = [r for r in recs if r.group in val_groups]
     for c in classes:

@@ -150,6 +150,31 @@ def main():
     tap.ok("trident-eval --channel 1 of a 2-channel file == the mono file", ok,
            r.stderr[-300:] + r.stdout[-300:])
 
+    # a manifest with groups (the speed): no group on both sides; a background folder
+    man = os.path.join(d, "m.csv")
+    with open(man, "w") as f:
+        f.write("path,class,group\n")
+        for c, fs in PICK.items():
+            for fn in fs:
+                f.write(f"data/{c}/{fn},{c},{fn.split('_')[1]}\n")
+    r = run(TRAIN, man, "-o", os.path.join(d, "g.safetensors"), "--epochs", "1", "--quiet",
+            "--val-fraction", "0.34", "--windows-per-epoch", "64")
+    ok = r.returncode == 0
+    if ok:
+        g = json.load(open(os.path.join(d, "g.card.json")))["data"]
+        grp = lambda p: p.rsplit("_", 1)[1]  # noqa: E731
+        ok = not {grp(p) for p in g["train"]} & {grp(p) for p in g["validation"]} and g["validation"]
+    tap.ok("manifest groups never straddle the split", ok, r.stderr[-300:])
+    os.makedirs(os.path.join(data, "background"))
+    os.symlink(os.path.join(SQ, "outer", "OR5_600.wav"), os.path.join(data, "background", "OR5_600.wav"))
+    r = run(TRAIN, data, "-o", os.path.join(d, "b.safetensors"), "--epochs", "1", "--quiet",
+            "--val-fraction", "0.34", "--windows-per-epoch", "64")
+    ok = r.returncode == 0
+    if ok:
+        b = json.load(open(os.path.join(d, "b.card.json")))
+        ok = b["classes"] == ["inner", "normal"] and b["data"]["background"] == ["background/OR5_600.wav"]
+    tap.ok("a background folder is mixed in, not a class", ok, r.stderr[-300:])
+
     m = card.metrics(["a", "a", "b", "b"], ["a", "unknown", None, "b"], ["a", "b"])
     tap.ok("labels that are not classes (unknown, null) get their own columns",
            m["columns"] == ["a", "b", "null", "unknown"] and m["confusion"] == [[1, 0, 0, 1], [0, 1, 1, 0]]
