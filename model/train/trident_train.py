@@ -199,7 +199,7 @@ def train(a, out=sys.stdout):
     import torch
     import torch.nn.functional as F
     import card
-    from net import Net
+    from net import Net, normalize
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     torch.use_deterministic_algorithms(True)
@@ -226,7 +226,6 @@ def train(a, out=sys.stdout):
         t1, lsum = time.time(), 0.0
         for _ in range(steps):
             xb, yb = aug.batch(a.batch)
-            from net import normalize
             xt = torch.from_numpy(normalize(xb, "zscore")).unsqueeze(1)
             opt.zero_grad()
             loss = F.cross_entropy(net(xt), torch.from_numpy(yb))
