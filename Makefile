@@ -216,7 +216,7 @@ train: $(BUILD)/bin/trident-prep
 # modules in PYDIR with Debian's /usr/bin/python3; trident-prep (the daemon's
 # reader and resampler, which training needs) in LIBEXECDIR.
 MAN_PAGES := packaging/tridentd.8 packaging/trident.conf.5 packaging/trident-sub.1
-PY_MODULES := model/train/net.py model/train/export.py model/train/dataset.py \
+PY_MODULES := model/train/net.py model/train/export.py model/train/dataset.py model/train/detector.py \
               model/train/card.py model/train/trident_train.py model/train/trident_eval.py
 install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub $(BUILD)/bin/trident-prep
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) \

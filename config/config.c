@@ -155,6 +155,16 @@ static const struct key keys[] = {
       .def_doc = "none: channels are numbered",
       .doc = "Names of the channels, published as NAME/<channel name>; for "
              "\"alsa\" exactly `channels` of them." },
+    { "anomaly_threshold", K_DBL, S(SC_STREAM, anomaly_threshold), .dlo = 0, .dhi = 1e9,
+      .ddef = 0, .def_doc = "0: the model's own (trident.detector.threshold)",
+      .doc = "Detector score above which a window is \"anomaly\" (anomaly model) or "
+             "\"unknown\" (classifier with an open-set detector), for this stream; "
+             "the score is a Mahalanobis distance per feature, about 1 for windows like "
+             "the training data. Ignored for a model without a detector." },
+    { "signal_floor", K_DBL, S(SC_STREAM, signal_floor), .dlo = 0, .dhi = 1e6, .ddef = 0,
+      .def_doc = "0: only a flat window",
+      .doc = "RMS at or below which a window's quality is \"no_signal\" (a flat "
+             "window always is): it gets no class, and is counted in _stats." },
     { "path", K_STR, S(SC_FILE, path), .flags = F_REQUIRED | F_PATH,
       .doc = "The recording. A relative path is resolved against the "
              "directory of this file." },

@@ -34,6 +34,8 @@ struct cfg_stream {
     char         *name;          /* stream name; channels become NAME/0, NAME/1... */
     enum cfg_type type;
     unsigned      hop;           /* samples between window starts (default 1024) */
+    double        anomaly_threshold; /* 0: the model's detector threshold */
+    double        signal_floor;  /* rms at or below: quality no_signal (0: flat only) */
     /* type = "file" */
     char         *path;          /* from a file: resolved against the config file's
                                   * directory; from --replay: as given (working dir) */

@@ -74,6 +74,7 @@
 #include "resample.h"
 #include "stats.h"
 #include "window.h"
+#include "winfeat.h"
 
 #define TICK_NS     200000000L       /* bound on every wait, 200 ms */
 #define IDLE_NS     20000000L        /* windower sleep when all rings are empty */
@@ -100,7 +101,11 @@ struct slot {
     uint64_t          seq, sample;
     double            t;
     bool              gap;
-    int               cls;
+    int               cls;            /* -1: no class (quality not ok) */
+    bool              unknown;        /* a classifier's detector rejected it */
+    struct feat_health health;        /* of the raw window */
+    double            anomaly;        /* detector score, NaN: none */
+    double            threshold;
     int64_t           entered_ns;     /* CLOCK_MONOTONIC: the window's last sample entered
                                        * its ring (or, unknown, was taken out of it) */
     bool              done;           /* under mu */
@@ -129,7 +134,11 @@ struct pl_stream {
     /* under mu */
     bool             ended;
     uint64_t         end_head;       /* head when it ended: its windows are below */
+    /* set at creation: quality and detector settings (config or defaults) */
+    double           floor, full_scale, threshold;
     /* publisher thread (others read them once the stream is released) */
+    uint64_t         quality[FEAT_NQUALITY];  /* windows per quality */
+    uint64_t         unknown, anomalous;      /* windows labelled so */
     uint64_t         published;
     uint64_t         gaps;           /* of those, flagged "gap" */
     struct stats_hist lat;
@@ -421,6 +430,9 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         ps->path = path;
         ps->in_rate = st->rate;
         ps->out_rate = p->model_rate > 0 ? p->model_rate : st->rate;
+        ps->floor = s->cfg ? s->cfg->signal_floor : 0;
+        ps->threshold = s->cfg ? s->cfg->anomaly_threshold : 0;
+        ps->full_scale = st->full_scale;
         stats_hist_reset(&ps->lat);
         if (ps->in_rate != ps->out_rate) {
             char rerr[256] = "";
@@ -905,6 +917,41 @@ static bool tail_ready(const pipeline *p)
     return end - p->tail >= p->batch;
 }
 
+/* One window: its health on the raw samples; a window that is not ok gets
+ * no class (nothing of it reaches the network: a NaN would give class 0).
+ * Then the detector's score on the raw samples, and the network on the
+ * normalised ones.  An anomaly model's class is normal/anomaly by the
+ * score; a classifier's window scoring above the threshold is "unknown"
+ * (its class and probabilities still given). */
+static void classify(const struct pl_model *g, net_scratch *scr, struct slot *sl)
+{
+    const struct pl_stream *ps = sl->ps;
+    const net_model *m = g->m;
+
+    feat_health(sl->x, NET_WIN, ps->floor, ps->full_scale, &sl->health);
+    sl->anomaly = NAN;
+    sl->unknown = false;
+    sl->threshold = ps->threshold > 0 ? ps->threshold : net_detector_threshold(m);
+    if (sl->health.quality != FEAT_OK) {
+        sl->cls = -1;
+        return;
+    }
+    if (net_detector_dim(m)) {
+        double f[FEAT_MAX_DIM];
+        feat_spectral(sl->x, net_detector_bands(m), net_detector_level(m), f);
+        sl->anomaly = net_detector_score(m, f);
+    }
+    if (net_kind(m) == NET_ANOMALY) {
+        sl->cls = sl->anomaly > sl->threshold;
+        return;
+    }
+    norm_apply(g->norm, sl->x, sl->x, NET_WIN);
+    net_forward(m, scr, sl->x, sl->logits);
+    net_softmax(sl->logits, g->n_classes, sl->probs);
+    sl->cls = net_argmax(sl->probs, g->n_classes);
+    sl->unknown = net_detector_dim(m) && sl->anomaly > sl->threshold;
+}
+
 static void *worker_main(void *arg)
 {
     pipeline *p = ((struct worker_arg *)arg)->p;
@@ -931,10 +978,7 @@ static void *worker_main(void *arg)
         struct pl_model *g = sl->model;
         pthread_mutex_unlock(&p->mu);
 
-        norm_apply(g->norm, sl->x, sl->x, NET_WIN);
-        net_forward(g->m, g->scratch[id], sl->x, sl->logits);
-        net_softmax(sl->logits, g->n_classes, sl->probs);
-        sl->cls = net_argmax(sl->probs, g->n_classes);
+        classify(g, g->scratch[id], sl);
 
         pthread_mutex_lock(&p->mu);
         sl->done = true;
@@ -992,6 +1036,11 @@ static void publish_stats(pipeline *p, double uptime, bool final)
                  a.span, a.skipped, a.tail, a.backlog);
         if (ps->rs)
             publish_json_printf(b, len, &pos, ",\"resampled\":%" PRIu64, a.resampled);
+        publish_json_printf(b, len, &pos, ",\"quality\":{\"ok\":%" PRIu64 ",\"no_signal\":%"
+                 PRIu64 ",\"clipped\":%" PRIu64 ",\"nonfinite\":%" PRIu64 "},\"unknown\":%"
+                 PRIu64 ",\"anomalous\":%" PRIu64, ps->quality[FEAT_OK],
+                 ps->quality[FEAT_NO_SIGNAL], ps->quality[FEAT_CLIPPED],
+                 ps->quality[FEAT_NONFINITE], ps->unknown, ps->anomalous);
         publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
                  atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
@@ -1030,11 +1079,16 @@ static void publish_slot(pipeline *p, struct slot *sl)
         .sample = sl->sample,
         .t = sl->t,
         .cls = sl->cls,
-        .label = net_class_name(g->m, sl->cls),
-        .score = sl->probs[sl->cls],
-        .probs = sl->probs,
-        .logits = sl->logits,
+        .label = sl->cls < 0 ? NULL : sl->unknown ? "unknown" : net_class_name(g->m, sl->cls),
+        .score = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NAN : sl->probs[sl->cls],
+        .probs = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NULL : sl->probs,
+        .logits = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NULL : sl->logits,
         .n_classes = g->n_classes,
+        .quality = feat_quality_name(sl->health.quality),
+        .rms = sl->health.rms, .peak = sl->health.peak,
+        .crest = sl->health.crest, .kurtosis = sl->health.kurtosis,
+        .has_detector = net_detector_dim(g->m) > 0,
+        .anomaly = sl->anomaly, .threshold = sl->threshold,
         .gap = sl->gap,
         .model = net_digest(g->m),
     };
@@ -1051,6 +1105,9 @@ static void publish_slot(pipeline *p, struct slot *sl)
     stats_hist_add(&p->lat_interval, us);
     stats_hist_add(&p->lat_status, us);
     ps->published++;
+    ps->quality[sl->health.quality]++;
+    ps->unknown += sl->unknown;
+    ps->anomalous += net_kind(g->m) == NET_ANOMALY && sl->cls == 1;
     ps->gaps += sl->gap;
     if (sl->gap)
         atomic_fetch_add_explicit(&p->gaps, 1, memory_order_relaxed);

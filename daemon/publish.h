@@ -53,12 +53,16 @@ struct result {
     uint64_t      seq;
     uint64_t      sample;
     double        t;            /* Unix time of the window's first sample */
-    int           cls;
-    const char   *label;
+    int           cls;          /* -1: no class (quality not ok): class, label null */
+    const char   *label;        /* NULL: null */
     float         score;
     const float  *probs;        /* n_classes values */
     const float  *logits;       /* n_classes values */
     int           n_classes;
+    const char   *quality;      /* "ok", "no_signal", "clipped", "nonfinite" */
+    double        rms, peak, crest, kurtosis;   /* of the raw window (NaN: null) */
+    bool          has_detector; /* anomaly and threshold are given */
+    double        anomaly, threshold;
     bool          gap;
     int64_t       latency_us;
     const char   *model;        /* 12 hex digits */

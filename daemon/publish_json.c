@@ -153,6 +153,22 @@ static void jw_float(struct jw *w, float x)
         jw_puts(w, ".0");
 }
 
+/* A double to 17 significant digits (the detector's score: compared with a
+ * reference to 1e-4), null when not finite. */
+static void jw_double(struct jw *w, double x)
+{
+    char tmp[40];
+
+    if (!isfinite(x)) {
+        jw_puts(w, "null");
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%.17g", x);
+    jw_puts(w, tmp);
+    if (!strpbrk(tmp, ".en"))
+        jw_puts(w, ".0");
+}
+
 static void jw_floats(struct jw *w, const float *v, int n)
 {
     jw_putc(w, '[');
@@ -176,13 +192,43 @@ size_t publish_format(const struct result *r, char *buf, size_t len)
     else
         jw_puts(&w, "null");
     jw_puts(&w, ",\"label\":");
-    jw_string(&w, r->label);
-    jw_printf(&w, ",\"class\":%d,\"score\":", r->cls);
+    if (r->label)
+        jw_string(&w, r->label);
+    else
+        jw_puts(&w, "null");
+    if (r->cls >= 0)
+        jw_printf(&w, ",\"class\":%d,\"score\":", r->cls);
+    else
+        jw_puts(&w, ",\"class\":null,\"score\":");
     jw_float(&w, r->score);
     jw_puts(&w, ",\"probs\":");
-    jw_floats(&w, r->probs, r->n_classes);
+    if (r->probs)
+        jw_floats(&w, r->probs, r->n_classes);
+    else
+        jw_puts(&w, "null");
     jw_puts(&w, ",\"logits\":");
-    jw_floats(&w, r->logits, r->n_classes);
+    if (r->logits)
+        jw_floats(&w, r->logits, r->n_classes);
+    else
+        jw_puts(&w, "null");
+    if (r->quality) {
+        jw_puts(&w, ",\"quality\":");
+        jw_string(&w, r->quality);
+        jw_puts(&w, ",\"rms\":");
+        jw_float(&w, (float)r->rms);
+        jw_puts(&w, ",\"peak\":");
+        jw_float(&w, (float)r->peak);
+        jw_puts(&w, ",\"crest\":");
+        jw_float(&w, (float)r->crest);
+        jw_puts(&w, ",\"kurtosis\":");
+        jw_float(&w, (float)r->kurtosis);
+    }
+    if (r->has_detector) {
+        jw_puts(&w, ",\"anomaly\":");
+        jw_double(&w, r->anomaly);
+        jw_puts(&w, ",\"threshold\":");
+        jw_double(&w, r->threshold);
+    }
     jw_printf(&w, ",\"gap\":%s,\"latency_us\":%" PRId64 ",\"model\":",
               r->gap ? "true" : "false", r->latency_us > 0 ? r->latency_us : 0);
     jw_string(&w, r->model);

@@ -74,6 +74,8 @@ struct stream {
     ring             *ring;
     double            rate;      /* rate of the samples in the ring, Hz */
     unsigned          hop;       /* from the config */
+    double            full_scale; /* integer input: |x| at or beyond this is clipped
+                                   * (1 - 2^-(bits-1)); 0: float input, never */
     _Atomic uint64_t  written;   /* producer: samples written so far */
     _Atomic uint64_t  dropped;   /* producer: samples lost so far */
     _Atomic uint64_t  xruns;     /* producer: device overruns so far */

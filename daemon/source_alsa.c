@@ -709,6 +709,9 @@ static int alsa_open(struct source *s, char *err, size_t errlen)
             snprintf(err, errlen, "alsa stream '%s': cannot create ring: %s", name, strerror(-e));
             goto fail;
         }
+        /* quality "clipped" (winfeat.h): at or beyond the largest positive code */
+        s->streams[i].full_scale = a->cvt == CVT_FLOAT_LE ? 0 :
+            1.0 - ldexp(1.0, -(a->cvt == CVT_S16_LE ? 15 : a->cvt == CVT_S32_LE ? 31 : 23));
         s->n_streams = i + 1;
     }
     return 0;

@@ -89,6 +89,20 @@ static const char *major_name(int fmt)
     }
 }
 
+/* The clipping level of an integer file (winfeat.h: quality "clipped"), 0 for
+ * float samples. */
+static double int_full_scale(int fmt)
+{
+    switch (fmt & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_S8:
+    case SF_FORMAT_PCM_U8: return 1.0 - 1.0 / 128;
+    case SF_FORMAT_PCM_16: return 1.0 - 1.0 / 32768;
+    case SF_FORMAT_PCM_24: return 1.0 - 1.0 / 8388608;
+    case SF_FORMAT_PCM_32: return 1.0 - 1.0 / 2147483648.0;
+    default:               return 0;
+    }
+}
+
 static const char *sub_name(int fmt)
 {
     switch (fmt & SF_FORMAT_SUBMASK) {
@@ -224,6 +238,7 @@ static int file_open(struct source *s, char *err, size_t errlen)
                      rc == -EINVAL ? "name too long" : strerror(-rc));
             goto fail;
         }
+        s->streams[ch].full_scale = int_full_scale(f->info.format);
         s->n_streams++;
     }
     return 0;

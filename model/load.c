@@ -26,6 +26,7 @@
  */
 #include "net_internal.h"
 #include "sha256.h"
+#include "winfeat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -254,9 +255,16 @@ static void shape_str(char *buf, size_t n, int rank, const int64_t *dims, int ra
 
 /* Step 5: map the entries onto Net's state_dict. */
 static int check_names(struct loader *L, struct entry *e, size_t n, struct want *w,
-                       int *classes)
+                       struct want *dw, enum net_kind kind, int *classes)
 {
     for (size_t i = 0; i < n; i++) {
+        if (strcmp(e[i].name, dw[0].name) == 0 || strcmp(e[i].name, dw[1].name) == 0) {
+            dw[strcmp(e[i].name, dw[0].name) == 0 ? 0 : 1].e = &e[i];
+            continue;                   /* the detector's: checked with its metadata */
+        }
+        if (kind == NET_ANOMALY)
+            return fail(L, -EINVAL, "unexpected tensor %s (an anomaly model carries no "
+                        "network: see model/FORMAT.md)", e[i].name);
         if (strncmp(e[i].name, "BN.", 3) == 0)
             continue;                   /* defined in Net, unused by its forward */
         int j;
@@ -266,6 +274,10 @@ static int check_names(struct loader *L, struct entry *e, size_t n, struct want 
             return fail(L, -EINVAL, "unexpected tensor %s (not trident's Net: see "
                         "model/FORMAT.md)", e[i].name);
         w[j].e = &e[i];
+    }
+    if (kind == NET_ANOMALY) {
+        *classes = 2;                   /* normal, anomaly */
+        return 0;
     }
     for (int j = 0; j < W_N; j++)
         if (!w[j].e)
@@ -331,6 +343,7 @@ static int parse_classes(struct loader *L, net_model *m, const char *s)
 static int read_metadata(struct loader *L, net_model *m, json_t *md)
 {
     const char *classes = NULL;
+    bool detector = false;
     if (md) {
         if (!json_is_object(md))
             return fail(L, -EINVAL, "__metadata__ is not a JSON object");
@@ -360,13 +373,54 @@ static int read_metadata(struct loader *L, net_model *m, json_t *md)
                 if (norm_parse(s, &m->norm) < 0)
                     return fail(L, -EINVAL, "__metadata__ trident.normalize \"%.40s\" is "
                                 "not zscore or none", s);
+            } else if (strcmp(key, "trident.detector") == 0) {
+                if (strcmp(s, "spectral") != 0)
+                    return fail(L, -EINVAL, "__metadata__ trident.detector \"%.40s\" is not "
+                                "spectral", s);
+                detector = true;
+            } else if (strcmp(key, "trident.detector.bands") == 0) {
+                char *end;
+                long b = strtol(s, &end, 10);
+                if (end == s || *end || !feat_bands_ok((int)b))
+                    return fail(L, -EINVAL, "__metadata__ trident.detector.bands \"%.40s\" "
+                                "is not 8, 16, 32 or 64", s);
+                m->dt_bands = (int)b;
+            } else if (strcmp(key, "trident.detector.level") == 0) {
+                if (strcmp(s, "0") != 0 && strcmp(s, "1") != 0)
+                    return fail(L, -EINVAL, "__metadata__ trident.detector.level \"%.40s\" "
+                                "is not 0 or 1", s);
+                m->dt_level = s[0] == '1';
+            } else if (strcmp(key, "trident.detector.threshold") == 0) {
+                char *end;
+                errno = 0;
+                double t = strtod(s, &end);
+                if (end == s || *end || errno || !isfinite(t) || t <= 0)
+                    return fail(L, -EINVAL, "__metadata__ trident.detector.threshold "
+                                "\"%.40s\" is not a positive number", s);
+                m->dt_threshold = t;
             }
             /* other keys (training notes, ...) are not ours: ignored */
         }
     }
+    if (detector) {
+        if (!m->dt_bands)
+            return fail(L, -EINVAL, "__metadata__ trident.detector.bands is missing");
+        if (!(m->dt_threshold > 0))
+            return fail(L, -EINVAL, "__metadata__ trident.detector.threshold is missing");
+        m->dt_dim = feat_dim(m->dt_bands, m->dt_level);
+    } else if (m->kind == NET_ANOMALY) {
+        return fail(L, -EINVAL, "__metadata__ trident.kind is anomaly but trident.detector "
+                    "is missing");
+    }
     m->class_names = calloc((size_t)m->n_classes, sizeof *m->class_names);
     if (!m->class_names)
         return fail(L, -ENOMEM, "out of memory");
+    if (m->kind == NET_ANOMALY) {
+        if (classes && strcmp(classes, "normal,anomaly") != 0)
+            return fail(L, -EINVAL, "__metadata__ trident.classes of an anomaly model must "
+                        "be normal,anomaly");
+        classes = "normal,anomaly";
+    }
     if (classes)
         return parse_classes(L, m, classes);
     for (int i = 0; i < m->n_classes; i++) {
@@ -438,6 +492,59 @@ static void link_layers(net_model *m, struct want *w)
     m->fc_b = w[W_FC_B].dst;
 }
 
+/* trident.kind, read before the names are checked: an anomaly model has no
+ * network tensors. */
+static int read_kind(struct loader *L, net_model *m, json_t *md)
+{
+    json_t *v = json_is_object(md) ? json_object_get(md, "trident.kind") : NULL;
+    m->kind = NET_CLASSIFIER;
+    if (!v || !json_is_string(v))
+        return 0;                       /* (a non-string is refused by read_metadata) */
+    const char *s = json_string_value(v);
+    if (strcmp(s, "anomaly") == 0)
+        m->kind = NET_ANOMALY;
+    else if (strcmp(s, "classifier") != 0)
+        return fail(L, -EINVAL, "__metadata__ trident.kind \"%.40s\" is not classifier or "
+                    "anomaly", s);
+    return 0;
+}
+
+/* The detector's tensors against its metadata: detector.means [M, D] with
+ * 1 <= M <= 256, detector.precision [D, D], D from the bands and level. */
+static int check_detector(struct loader *L, net_model *m, struct want *dw)
+{
+    if (!m->dt_dim) {
+        for (int j = 0; j < 2; j++)
+            if (dw[j].e)
+                return fail(L, -EINVAL, "tensor %s without __metadata__ trident.detector",
+                            dw[j].name);
+        return 0;
+    }
+    const int d = m->dt_dim;
+    for (int j = 0; j < 2; j++) {
+        const struct entry *x = dw[j].e;
+        if (!x)
+            return fail(L, -EINVAL, "missing tensor %s (trident.detector is set)", dw[j].name);
+        if (!x->dt->is_float)
+            return fail(L, -EINVAL, "tensor %s: dtype %s, expected F32 (or F16, BF16)",
+                        dw[j].name, x->dt->name);
+        int64_t rows = j ? d : x->dims[0];
+        if (x->rank != 2 || x->dims[1] != d || x->dims[0] != rows ||
+            (!j && (rows < 1 || rows > NET_MAX_CLASSES))) {
+            char got[80];
+            shape_str(got, sizeof got, x->rank, x->dims, 3);
+            if (j)
+                return fail(L, -EINVAL, "tensor %s: shape %s, expected [%d,%d] (%d bands%s)",
+                            dw[j].name, got, d, d, m->dt_bands,
+                            m->dt_level ? " + kurtosis, crest, level" : " + kurtosis, crest");
+            return fail(L, -EINVAL, "tensor %s: shape %s, expected [M,%d] with M from 1 to %d",
+                        dw[j].name, got, d, NET_MAX_CLASSES);
+        }
+    }
+    m->dt_centres = (int)dw[0].e->dims[0];
+    return 0;
+}
+
 /* Steps 2 to 6 and the copy, on the mapped file. */
 static int load_mapped(struct loader *L, net_model *m, const unsigned char *map, size_t size)
 {
@@ -485,33 +592,50 @@ static int load_mapped(struct loader *L, net_model *m, const unsigned char *map,
     }
     if ((rc = check_overlap(L, ents, n)) < 0)
         goto out;
-    struct want w[W_N];
+    struct want w[W_N], dw[2] = { { "detector.means", 2, { 0 }, 0, 0 },
+                                  { "detector.precision", 2, { 0 }, 0, 0 } };
     want_init(w);
-    if ((rc = check_names(L, ents, n, w, &m->n_classes)) < 0)
+    json_t *md = json_object_get(root, "__metadata__");
+    if ((rc = read_kind(L, m, md)) < 0)
         goto out;
-    if ((rc = read_metadata(L, m, json_object_get(root, "__metadata__"))) < 0)
+    if ((rc = check_names(L, ents, n, w, dw, m->kind, &m->n_classes)) < 0)
+        goto out;
+    if ((rc = read_metadata(L, m, md)) < 0)
+        goto out;
+    if ((rc = check_detector(L, m, dw)) < 0)
         goto out;
 
     /* one arena, every tensor starting on a 64-byte boundary */
+    struct want *use[W_N + 2];
+    int n_use = 0;
+    for (int j = 0; j < W_N && m->kind == NET_CLASSIFIER; j++)
+        use[n_use++] = &w[j];
+    for (int j = 0; j < 2 && m->dt_dim; j++)
+        use[n_use++] = &dw[j];
     size_t floats = 0;
-    for (int j = 0; j < W_N; j++)
-        floats += (w[j].e->count + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
-    m->arena = aligned_alloc(64, floats * sizeof(float));
+    for (int j = 0; j < n_use; j++)
+        floats += (use[j]->e->count + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
+    m->arena = aligned_alloc(64, (floats ? floats : TENSOR_ALIGN) * sizeof(float));
     if (!m->arena) {
         rc = fail(L, -ENOMEM, "out of memory for %zu weights", floats);
         goto out;
     }
     float *dst = m->arena;
-    for (int j = 0; j < W_N; j++) {
-        w[j].dst = dst;
-        if ((rc = copy_tensor(L, &w[j], data)) < 0)
+    for (int j = 0; j < n_use; j++) {
+        use[j]->dst = dst;
+        if ((rc = copy_tensor(L, use[j], data)) < 0)
             goto out;
-        size_t c = (size_t)w[j].e->count;
+        size_t c = (size_t)use[j]->e->count;
         memset(dst + c, 0, ((c + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN - c) *
                sizeof(float));
         dst += (c + TENSOR_ALIGN - 1) / TENSOR_ALIGN * TENSOR_ALIGN;
     }
-    link_layers(m, w);
+    if (m->kind == NET_CLASSIFIER)
+        link_layers(m, w);
+    if (m->dt_dim) {
+        m->dt_means = dw[0].dst;
+        m->dt_precision = dw[1].dst;
+    }
 
     unsigned char d[SHA256_BYTES];
     char hex[2 * SHA256_BYTES + 1];
@@ -580,7 +704,10 @@ int net_load_buffer(const void *buf, size_t size, const char *name, net_model **
     m->norm = NORM_NONE;
     if ((rc = load_mapped(&L, m, buf, size)) < 0)
         goto bad;
-    if ((rc = net_fast_init(m)) < 0) {
+    if (m->kind == NET_ANOMALY) {
+        m->impl = "none";               /* no network: net_forward() is never called */
+        m->scratch_floats = NET_FEATURES;
+    } else if ((rc = net_fast_init(m)) < 0) {
         fail(&L, rc, "preparing the forward pass: %s", strerror(-rc));
         goto bad;
     }

@@ -11,6 +11,7 @@
 #ifndef TRIDENT_NET_H
 #define TRIDENT_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "normalize.h"   /* enum norm_kind: trident.normalize */
@@ -18,6 +19,10 @@
 #define NET_WIN 1024            /* input samples per window */
 #define NET_FEATURES 768        /* fc input: 3 branches x 256 */
 #define NET_MAX_CLASSES 256
+
+/* trident.kind: a classifier (the network, optionally with an open-set
+ * detector) or an anomaly model (a detector of normal data, no network). */
+enum net_kind { NET_CLASSIFIER, NET_ANOMALY };
 
 typedef struct net_model net_model;
 typedef struct net_scratch net_scratch;
@@ -48,6 +53,22 @@ void         net_scratch_destroy(net_scratch *s);
 /* x: NET_WIN samples (already normalised); logits: net_classes() floats. */
 void         net_forward(const net_model *m, net_scratch *s, const float *x, float *logits);
 void         net_forward_ref(const net_model *m, net_scratch *s, const float *x, float *logits);
+
+/* The fc layer's input of the last net_forward()/net_forward_ref() on s:
+ * the 768 pooled activations (3 branches x 256), or NULL before any. */
+const float *net_features(const net_scratch *s);
+
+/* The detector (model/FORMAT.md "Detector"): spectral features of the raw
+ * window (dsp/winfeat.h) and a Mahalanobis distance to the nearest of its
+ * centres.  net_detector_dim() is 0 when the model has none. */
+enum net_kind net_kind(const net_model *m);
+int          net_detector_dim(const net_model *m);
+int          net_detector_bands(const net_model *m);
+bool         net_detector_level(const net_model *m);
+double       net_detector_threshold(const net_model *m);
+/* min over centres c of (f - mean_c)' P (f - mean_c) / dim, in double;
+ * f: net_detector_dim() values. */
+double       net_detector_score(const net_model *m, const double *f);
 
 void         net_softmax(const float *logits, int n, float *probs);
 int          net_argmax(const float *v, int n);

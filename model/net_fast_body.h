@@ -295,6 +295,8 @@ void NET_FAST_FORWARD(const net_model *m, net_scratch *s, const float *x, float 
                        feat + br * 256, 0, 1);
     }
 
+    s->feat = feat;
+
     /* fc: vector partial sums (a scalar reduction would be one long chain
      * of dependent adds), then one horizontal sum per class. */
     for (int i = 0; i < m->n_classes; i++) {

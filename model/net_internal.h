@@ -48,7 +48,17 @@ struct net_model {
     const float   *fc_b;              /* [n_classes] */
     float         *arena;             /* owns every weight above */
 
-    const char    *impl;              /* "ref", "avx512", "avx2", "generic" */
+    /* The detector (FORMAT.md "Detector"); dt_dim 0: none.  An anomaly
+     * model (kind NET_ANOMALY) has a detector and no network: conv*, fc_*
+     * are NULL and forward is never called. */
+    enum net_kind  kind;
+    int            dt_bands, dt_dim, dt_centres;
+    bool           dt_level;
+    double         dt_threshold;
+    const float   *dt_means;          /* [dt_centres][dt_dim] */
+    const float   *dt_precision;      /* [dt_dim][dt_dim] */
+
+    const char    *impl;              /* "ref", "avx512", "avx2", "generic", "none" */
     net_forward_fn forward;
     void          *fast;              /* the fast path's packed weights, or NULL */
     void         (*fast_free)(void *fast);
@@ -58,6 +68,7 @@ struct net_model {
 struct net_scratch {
     float  *buf;                      /* scratch_floats, 64-byte aligned */
     size_t  n;
+    const float *feat;                /* the last forward's fc input (NET_FEATURES) */
 };
 
 /* net_load() on a file's bytes already in memory (load.c): the same checks,

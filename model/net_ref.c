@@ -105,6 +105,7 @@ void net_forward_ref(const net_model *m, net_scratch *s, const float *x, float *
         l = maxpool(c, L[2].cout, l, 2, 2, a);                   /* 256 x 8 */
         maxpool(a, L[2].cout, l, l, 1, feat + br * L[2].cout);   /* pool2: 256 x 1 */
     }
+    s->feat = feat;
     for (int k = 0; k < m->n_classes; k++) {
         const float *w = m->fc_w + (size_t)k * NET_FEATURES;
         float acc = m->fc_b[k];
@@ -120,6 +121,7 @@ net_scratch *net_scratch_create(const net_model *m)
     if (!s)
         return NULL;
     s->n = m->scratch_floats;
+    s->feat = NULL;
     size_t bytes = (s->n * sizeof(float) + 63) / 64 * 64;
     s->buf = aligned_alloc(64, bytes ? bytes : 64);
     if (!s->buf) {
@@ -178,3 +180,4 @@ enum norm_kind net_normalize(const net_model *m) { return m->norm; }
 const char *net_digest(const net_model *m) { return m->digest; }
 const char *net_path(const net_model *m) { return m->path; }
 const char *net_impl(const net_model *m) { return m->impl; }
+const float *net_features(const net_scratch *s) { return s->feat; }

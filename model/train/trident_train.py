@@ -74,6 +74,17 @@ def parse_args(argv):
     ap.add_argument("--force", action="store_true",
                     help="replace an existing MODEL even if its classes differ")
     ap.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    ap.add_argument("--normal-only", action="store_true",
+                    help="DATA is healthy recordings only (searched recursively): write an "
+                         "anomaly model (detector, no network)")
+    ap.add_argument("--false-alarm", type=float, default=0.001,
+                    help="--normal-only: target false-alarm rate per window (default 0.001)")
+    ap.add_argument("--bands", type=int, default=32, choices=(8, 16, 32, 64),
+                    help="--normal-only: spectral bands of the features (default 32)")
+    ap.add_argument("--no-level", action="store_true",
+                    help="--normal-only: leave the window's level (log rms) out of the features")
+    ap.add_argument("--fit-hop", type=int, default=64,
+                    help="--normal-only: hop of the windows fitted and calibrated (default 64)")
     a = ap.parse_args(argv)
     try:
         a.snr_range = tuple(float(v) for v in a.snr.split(","))
@@ -305,7 +316,11 @@ def main(argv=None):
     need_torch()
     a = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        train(a)
+        if a.normal_only:
+            import detector
+            detector.train_normal_only(a)
+        else:
+            train(a)
     except DataError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return e.code

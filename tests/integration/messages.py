@@ -14,7 +14,11 @@ import math
 import re
 
 FIELDS = ("stream", "seq", "sample", "t", "label", "class", "score", "probs",
-          "logits", "gap", "latency_us", "model")
+          "logits", "quality", "rms", "peak", "crest", "kurtosis", "gap", "latency_us",
+          "model")
+# Only with a model that has a detector (model/FORMAT.md "Detector").
+OPTIONAL = ("anomaly", "threshold")
+QUALITIES = ("ok", "no_signal", "clipped", "nonfinite")
 _MODEL = re.compile(r"[0-9a-f]{12}")
 
 
@@ -46,7 +50,7 @@ def check_message(topic_bytes, json_bytes, n_classes=None):
     missing = [f for f in FIELDS if f not in d]
     if missing:
         fail(f"missing {', '.join(missing)}")
-    extra = [f for f in d if f not in FIELDS]
+    extra = [f for f in d if f not in FIELDS + OPTIONAL]
     if extra:
         fail(f"unexpected {', '.join(extra)}")
 
@@ -63,8 +67,38 @@ def check_message(topic_bytes, json_bytes, n_classes=None):
             fail(f"{f} is not an integer >= 0: {d[f]!r}")
     if not _is_float(d["t"]):
         fail(f"t is not a finite JSON real: {d['t']!r}")
+    if d["quality"] not in QUALITIES:
+        fail(f"quality {d['quality']!r} is not one of {QUALITIES}")
+    if ("anomaly" in d) != ("threshold" in d):
+        fail("anomaly and threshold come together")
+    if "threshold" in d and not _is_float(d["threshold"]):
+        fail(f"threshold is not a real: {d['threshold']!r}")
+    if d["quality"] != "ok":
+        # A window that is not ok never gets a class (winfeat.h).
+        for f in ("label", "class", "score", "probs", "logits"):
+            if d[f] is not None:
+                fail(f"quality {d['quality']} but {f} is {d[f]!r}, not null")
+        if d["quality"] == "nonfinite":
+            for f in ("rms", "peak", "crest", "kurtosis"):
+                if d[f] is not None:
+                    fail(f"nonfinite window with {f} {d[f]!r}")
+        return d
+    for f in ("rms", "peak", "crest", "kurtosis"):
+        if not _is_float(d[f]) or d[f] < 0:
+            fail(f"{f} is not a real >= 0: {d[f]!r}")
     if not isinstance(d["label"], str) or not d["label"]:
         fail(f"label is not a non-empty string: {d['label']!r}")
+    if "anomaly" in d and not _is_float(d["anomaly"]):
+        fail(f"anomaly is not a real: {d['anomaly']!r}")
+    if d["probs"] is None and d["label"] in ("normal", "anomaly") and "anomaly" in d:
+        # An anomaly model: no network, the label from the score.
+        if d["score"] is not None or d["logits"] is not None:
+            fail("anomaly model with score or logits")
+        if d["class"] != (1 if d["label"] == "anomaly" else 0):
+            fail(f"class {d['class']!r} does not match label {d['label']!r}")
+        if (d["anomaly"] > d["threshold"]) != (d["label"] == "anomaly"):
+            fail("label does not follow anomaly > threshold")
+        return d
     if not isinstance(d["gap"], bool):
         fail(f"gap is not a boolean: {d['gap']!r}")
     if not isinstance(d["model"], str) or not _MODEL.fullmatch(d["model"]):
