@@ -1184,6 +1184,18 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
 {
     /* libconfig reports a missing file as a generic I/O error: look first so
      * the caller can tell "no such file" from "bad content". */
+    /* and stat before opening: a FIFO or device (/dev/zero) as the
+     * configuration would block the open or never end. */
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        int e = errno;
+        set_err(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        return -EINVAL;
+    }
     FILE *f = fopen(path, "r");
     if (!f) {
         int e = errno;

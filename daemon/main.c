@@ -442,7 +442,7 @@ static int input_status(int rc)
 {
     switch (-rc) {
     case ENOENT: case EACCES: case EPERM: case EISDIR: case ENOTDIR: case ELOOP:
-    case ENAMETOOLONG:
+    case ENAMETOOLONG: case ENODEV:     /* ENODEV: a FIFO or device as the model */
         return EX_NOINPUT_;
     case ENOMEM:
         return EX_OSERR_;

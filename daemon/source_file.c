@@ -129,7 +129,9 @@ static int file_open(struct source *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s: file stream without a name", path);
         return -EINVAL;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named as a recording must not block the open (and
+     * start-up with it); it is refused as not a regular file just below. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "%s: %s", path, strerror(errno));

@@ -25,7 +25,8 @@
  * net_digest() and freed.  net_load_buffer() runs the same checks on bytes in memory
  * (the fuzz target, an embedded model).  Every failure is one line "PATH: what (where)" in err and a
  * negative errno: the open's errno, -ENOMEM, -EAGAIN for a file that
- * changed while being read, or -EINVAL for bad content (and non-regular files).
+ * changed while being read, -ENODEV for a FIFO or device, or -EINVAL for bad
+ * content.
  */
 #include "net_internal.h"
 #include "sha256.h"
@@ -546,7 +547,7 @@ static int read_whole(struct loader *L, unsigned char **out, size_t *outsize)
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return fail(L, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL, "not a regular file");
+        return fail(L, S_ISDIR(st.st_mode) ? -EISDIR : -ENODEV, "not a regular file");
     }
     size_t size = (size_t)st.st_size;
     if (size < 8) {
