@@ -132,7 +132,8 @@ static const struct key keys[] = {
              "(the journal, under systemd)." },
     { "publish.stats_interval", K_DBL, G(stats_interval), .dlo = 0, .dhi = 86400,
       .ddef = 10.0,
-      .doc = "Seconds between statistics messages on topic \"_stats\"; 0 turns them off." },
+      .doc = "Seconds between statistics messages on topic \"_stats\" (at least 0.1); "
+             "0 turns them off." },
     { "streams", K_STREAMS, G(streams),
       .doc = "The sources to classify, a list of groups ( { ... }, { ... } ). "
              "An ALSA device or file with several channels makes one stream per "
@@ -551,6 +552,11 @@ static int check_bounds(const struct key *k, const void *base, char *msg, size_t
         double d = *CAT(base, k->off, double);
         if (!(d >= k->dlo && d <= k->dhi)) {
             snprintf(msg, len, "must be between %g and %g, not %g", k->dlo, k->dhi, d);
+            return -EINVAL;
+        }
+        /* below 0.1 s the statistics would crowd out the windows */
+        if (strcmp(k->path, "publish.stats_interval") == 0 && d > 0 && d < 0.1) {
+            snprintf(msg, len, "must be 0 (off) or at least 0.1 seconds, not %g", d);
             return -EINVAL;
         }
         return 0;

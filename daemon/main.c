@@ -308,8 +308,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_STATS: {
             char *end;
             double v = strtod(optarg, &end);
-            if (end == optarg || *end || !(v >= 0) || v > 86400) {
-                log_err("--stats-interval: \"%s\" is not a number of seconds from 0 to 86400",
+            if (end == optarg || *end || !(v >= 0) || v > 86400 || (v > 0 && v < 0.1)) {
+                log_err("--stats-interval: \"%s\" is not 0 (off) or a number of seconds "
+                        "from 0.1 to 86400",
                         optarg);
                 return EX_USAGE_;
             }
