@@ -34,7 +34,7 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
                        capture_output=True, text=True, timeout=120)
     T.ok(f"{tag}: --stats-interval 0.01 refused, exit 64",
          r.returncode == 64 and "--stats-interval" in r.stderr, f"rc={r.returncode}")
-    r = subprocess.run([exe, "--stats-interval", "0.1", "--replay", WAV],
+    r = subprocess.run([exe, "--stats-interval", "0.1", "--stdout", "--replay", WAV],
                        capture_output=True, text=True, timeout=300)
     lines = [ln for ln in r.stdout.splitlines() if '"seq"' in ln]
     m = re.search(r"stream ball: (\d+) windows", r.stderr)
