@@ -28,6 +28,7 @@
 #include "config.h"
 
 #include <assert.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
@@ -717,12 +718,81 @@ static int check_global(const struct cfg *c, char *msg, size_t len, const char *
             snprintf(msg, len, "publish.endpoints: entry %u is empty", a);
             return -EINVAL;
         }
+        char em[400];
+        if (cfg_check_endpoint(c->endpoints[a], em, sizeof em) < 0) {
+            *which = "publish.endpoints";
+            snprintf(msg, len, "publish.endpoints: %s", em);
+            return -EINVAL;
+        }
         for (unsigned b = 0; b < a; b++)
             if (!strcmp(c->endpoints[a], c->endpoints[b])) {
                 *which = "publish.endpoints";
                 snprintf(msg, len, "publish.endpoints: \"%s\" given twice", c->endpoints[a]);
                 return -EINVAL;
             }
+    }
+    return 0;
+}
+
+/* One endpoint the publisher can bind: tcp://HOST:PORT (HOST numeric IPv4,
+ * [IPv6] or *, PORT 1..65535 or *) or ipc://PATH (at most 107 bytes, the
+ * size of sun_path less its NUL).  Names are refused, not resolved: a bind
+ * must not depend on the resolver at start-up.  0, or -EINVAL with msg. */
+int cfg_check_endpoint(const char *ep, char *msg, size_t len)
+{
+    if (!strncmp(ep, "ipc://", 6)) {
+        size_t n = strlen(ep + 6);
+        if (n == 0 || n > 107) {
+            snprintf(msg, len, "\"%.200s\": ipc path must be 1 to 107 bytes, not %zu", ep, n);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (strncmp(ep, "tcp://", 6)) {
+        snprintf(msg, len, "\"%.200s\": transport must be tcp:// or ipc://", ep);
+        return -EINVAL;
+    }
+    const char *h = ep + 6, *colon;
+    char host[64];
+    if (*h == '[') {
+        const char *rb = strchr(h, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - h - 1) >= sizeof host) {
+            snprintf(msg, len, "\"%.200s\": expected tcp://[IPV6]:PORT", ep);
+            return -EINVAL;
+        }
+        memcpy(host, h + 1, (size_t)(rb - h - 1));
+        host[rb - h - 1] = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            snprintf(msg, len, "\"%.200s\": \"%s\" is not a numeric IPv6 address", ep, host);
+            return -EINVAL;
+        }
+        colon = rb + 1;
+    } else {
+        colon = strrchr(h, ':');
+        if (!colon || colon == h || (size_t)(colon - h) >= sizeof host) {
+            snprintf(msg, len, "\"%.200s\": expected tcp://ADDRESS:PORT", ep);
+            return -EINVAL;
+        }
+        memcpy(host, h, (size_t)(colon - h));
+        host[colon - h] = '\0';
+        struct in_addr a4;
+        if (strcmp(host, "*") && inet_pton(AF_INET, host, &a4) != 1) {
+            snprintf(msg, len, "\"%.200s\": \"%s\" is not a numeric IPv4 address, [IPv6] "
+                     "or * (names are not resolved: use 127.0.0.1 for localhost)", ep, host);
+            return -EINVAL;
+        }
+    }
+    const char *port = colon + 1;
+    if (strcmp(port, "*")) {
+        char *end;
+        errno = 0;
+        long v = strtol(port, &end, 10);
+        if (end == port || *end || errno || v < 1 || v > 65535 || *port == '+' ||
+            *port == '-' || *port == ' ') {
+            snprintf(msg, len, "\"%.200s\": port must be 1 to 65535 or *", ep);
+            return -EINVAL;
+        }
     }
     return 0;
 }

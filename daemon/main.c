@@ -299,7 +299,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->cli.workers = (int)u;
             break;
         case OPT_STDOUT: a->cli.to_stdout = 1; break;
-        case OPT_ENDPOINT: a->endpoints[a->cli.n_endpoints++] = optarg; break;
+        case OPT_ENDPOINT: {
+            char em[400];
+            if (cfg_check_endpoint(optarg, em, sizeof em) < 0) {
+                log_err("--endpoint: %s", em);
+                return EX_USAGE_;
+            }
+            a->endpoints[a->cli.n_endpoints++] = optarg;
+            break;
+        }
         case OPT_WAIT:
             if (parse_uint("--wait-subscribers", optarg, 0, 1000000, &a->cli.wait_subscribers))
                 return EX_USAGE_;
