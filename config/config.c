@@ -29,11 +29,13 @@
 
 #include <assert.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -539,6 +541,49 @@ static bool may_publish(const struct cfg_stream *s, const char *name)
     return true;
 }
 
+/* libconfig 1.5 parses an integer literal beyond 32 bits without the L
+ * suffix as a wrapped int (hwm = 4294977296 reads as 10000).  Look at the
+ * literal itself on the setting's source line: true if it says another
+ * number than v.  A line that cannot be read or parsed says nothing. */
+static bool literal_wrapped(const config_setting_t *s, long long v)
+{
+    const char *file = config_setting_source_file(s), *name = config_setting_name(s);
+    unsigned line = config_setting_source_line(s);
+    if (!file || !name || !line)
+        return false;
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return false;
+    char buf[4096];
+    bool wrapped = false;
+    for (unsigned l = 1; fgets(buf, sizeof buf, f); l++) {
+        if (l < line)
+            continue;
+        size_t nl = strlen(name);
+        for (char *p = strstr(buf, name); p; p = strstr(p + 1, name)) {
+            if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+                continue;
+            char *q = p + nl;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q != '=' && *q != ':')
+                continue;
+            q++;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            char *end;
+            errno = 0;
+            long long lit = strtoll(q, &end, 0);
+            if (end != q)
+                wrapped = errno == ERANGE || lit != v;
+            break;
+        }
+        break;
+    }
+    fclose(f);
+    return wrapped;
+}
+
 /* ---- validation shared by cfg_load and cfg_validate ----------------------- */
 
 /* Bounds of one integer/double key; message into msg.  0 or -EINVAL. */
@@ -952,6 +997,9 @@ static int parse_value(struct ctx *x, const struct key *k, const config_setting_
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
             return fail(x, s, "%s: must be an integer, not %s", name, type_word(s));
         long long v = config_setting_get_int64(s);
+        if (t == CONFIG_TYPE_INT && literal_wrapped(s, v))
+            return fail(x, s, "%s: integer too large for 32 bits (libconfig would wrap it; "
+                        "the value %lld it read is not what the file says)", name, v);
         if (v < k->lo || v > k->hi)
             return fail(x, s, "%s: must be between %lld and %lld, not %lld", name, k->lo,
                         k->hi, v);
