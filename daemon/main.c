@@ -1252,10 +1252,15 @@ out_run:
     notify_stopping();
     /* A source that never started still has to end its streams: stop
      * every one. */
+    bool input_failed = false;
     for (unsigned i = d.n_src; i-- > 0;) {
         d.src[i]->src.ops->stop(&d.src[i]->src);
         d.src[i]->started = false;
+        input_failed |= d.src[i]->src.failed;
     }
+    /* A replay whose file ended early or failed to read: bad data (65). */
+    if (args.replay && status == EX_OK_ && input_failed)
+        status = EX_DATAERR_;
     if (pl_started) {
         drain(d.pl);
         pipeline_join(d.pl);
