@@ -28,11 +28,14 @@
 #include "config.h"
 
 #include <assert.h>
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -132,7 +135,8 @@ static const struct key keys[] = {
              "(the journal, under systemd)." },
     { "publish.stats_interval", K_DBL, G(stats_interval), .dlo = 0, .dhi = 86400,
       .ddef = 10.0,
-      .doc = "Seconds between statistics messages on topic \"_stats\"; 0 turns them off." },
+      .doc = "Seconds between statistics messages on topic \"_stats\" (at least 0.1); "
+             "0 turns them off." },
     { "streams", K_STREAMS, G(streams),
       .doc = "The sources to classify, a list of groups ( { ... }, { ... } ). "
              "An ALSA device or file with several channels makes one stream per "
@@ -547,6 +551,49 @@ static bool may_publish(const struct cfg_stream *s, const char *name)
     return true;
 }
 
+/* libconfig 1.5 parses an integer literal beyond 32 bits without the L
+ * suffix as a wrapped int (hwm = 4294977296 reads as 10000).  Look at the
+ * literal itself on the setting's source line: true if it says another
+ * number than v.  A line that cannot be read or parsed says nothing. */
+static bool literal_wrapped(const config_setting_t *s, long long v)
+{
+    const char *file = config_setting_source_file(s), *name = config_setting_name(s);
+    unsigned line = config_setting_source_line(s);
+    if (!file || !name || !line)
+        return false;
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return false;
+    char buf[4096];
+    bool wrapped = false;
+    for (unsigned l = 1; fgets(buf, sizeof buf, f); l++) {
+        if (l < line)
+            continue;
+        size_t nl = strlen(name);
+        for (char *p = strstr(buf, name); p; p = strstr(p + 1, name)) {
+            if (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '-'))
+                continue;
+            char *q = p + nl;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            if (*q != '=' && *q != ':')
+                continue;
+            q++;
+            while (*q == ' ' || *q == '\t')
+                q++;
+            char *end;
+            errno = 0;
+            long long lit = strtoll(q, &end, 0);
+            if (end != q)
+                wrapped = errno == ERANGE || lit != v;
+            break;
+        }
+        break;
+    }
+    fclose(f);
+    return wrapped;
+}
+
 /* ---- validation shared by cfg_load and cfg_validate ----------------------- */
 
 /* Bounds of one integer/double key; message into msg.  0 or -EINVAL. */
@@ -561,6 +608,11 @@ static int check_bounds(const struct key *k, const void *base, char *msg, size_t
         double d = *CAT(base, k->off, double);
         if (!(d >= k->dlo && d <= k->dhi)) {
             snprintf(msg, len, "must be between %g and %g, not %g", k->dlo, k->dhi, d);
+            return -EINVAL;
+        }
+        /* below 0.1 s the statistics would crowd out the windows */
+        if (strcmp(k->path, "publish.stats_interval") == 0 && d > 0 && d < 0.1) {
+            snprintf(msg, len, "must be 0 (off) or at least 0.1 seconds, not %g", d);
             return -EINVAL;
         }
         return 0;
@@ -721,12 +773,81 @@ static int check_global(const struct cfg *c, char *msg, size_t len, const char *
             snprintf(msg, len, "publish.endpoints: entry %u is empty", a);
             return -EINVAL;
         }
+        char em[400];
+        if (cfg_check_endpoint(c->endpoints[a], em, sizeof em) < 0) {
+            *which = "publish.endpoints";
+            snprintf(msg, len, "publish.endpoints: %s", em);
+            return -EINVAL;
+        }
         for (unsigned b = 0; b < a; b++)
             if (!strcmp(c->endpoints[a], c->endpoints[b])) {
                 *which = "publish.endpoints";
                 snprintf(msg, len, "publish.endpoints: \"%s\" given twice", c->endpoints[a]);
                 return -EINVAL;
             }
+    }
+    return 0;
+}
+
+/* One endpoint the publisher can bind: tcp://HOST:PORT (HOST numeric IPv4,
+ * [IPv6] or *, PORT 1..65535 or *) or ipc://PATH (at most 107 bytes, the
+ * size of sun_path less its NUL).  Names are refused, not resolved: a bind
+ * must not depend on the resolver at start-up.  0, or -EINVAL with msg. */
+int cfg_check_endpoint(const char *ep, char *msg, size_t len)
+{
+    if (!strncmp(ep, "ipc://", 6)) {
+        size_t n = strlen(ep + 6);
+        if (n == 0 || n > 107) {
+            snprintf(msg, len, "\"%.200s\": ipc path must be 1 to 107 bytes, not %zu", ep, n);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (strncmp(ep, "tcp://", 6)) {
+        snprintf(msg, len, "\"%.200s\": transport must be tcp:// or ipc://", ep);
+        return -EINVAL;
+    }
+    const char *h = ep + 6, *colon;
+    char host[64];
+    if (*h == '[') {
+        const char *rb = strchr(h, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - h - 1) >= sizeof host) {
+            snprintf(msg, len, "\"%.200s\": expected tcp://[IPV6]:PORT", ep);
+            return -EINVAL;
+        }
+        memcpy(host, h + 1, (size_t)(rb - h - 1));
+        host[rb - h - 1] = '\0';
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1) {
+            snprintf(msg, len, "\"%.200s\": \"%s\" is not a numeric IPv6 address", ep, host);
+            return -EINVAL;
+        }
+        colon = rb + 1;
+    } else {
+        colon = strrchr(h, ':');
+        if (!colon || colon == h || (size_t)(colon - h) >= sizeof host) {
+            snprintf(msg, len, "\"%.200s\": expected tcp://ADDRESS:PORT", ep);
+            return -EINVAL;
+        }
+        memcpy(host, h, (size_t)(colon - h));
+        host[colon - h] = '\0';
+        struct in_addr a4;
+        if (strcmp(host, "*") && inet_pton(AF_INET, host, &a4) != 1) {
+            snprintf(msg, len, "\"%.200s\": \"%s\" is not a numeric IPv4 address, [IPv6] "
+                     "or * (names are not resolved: use 127.0.0.1 for localhost)", ep, host);
+            return -EINVAL;
+        }
+    }
+    const char *port = colon + 1;
+    if (strcmp(port, "*")) {
+        char *end;
+        errno = 0;
+        long v = strtol(port, &end, 10);
+        if (end == port || *end || errno || v < 1 || v > 65535 || *port == '+' ||
+            *port == '-' || *port == ' ') {
+            snprintf(msg, len, "\"%.200s\": port must be 1 to 65535 or *", ep);
+            return -EINVAL;
+        }
     }
     return 0;
 }
@@ -886,6 +1007,9 @@ static int parse_value(struct ctx *x, const struct key *k, const config_setting_
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
             return fail(x, s, "%s: must be an integer, not %s", name, type_word(s));
         long long v = config_setting_get_int64(s);
+        if (t == CONFIG_TYPE_INT && literal_wrapped(s, v))
+            return fail(x, s, "%s: integer too large for 32 bits (libconfig would wrap it; "
+                        "the value %lld it read is not what the file says)", name, v);
         if (v < k->lo || v > k->hi)
             return fail(x, s, "%s: must be between %lld and %lld, not %lld", name, k->lo,
                         k->hi, v);
@@ -1194,6 +1318,18 @@ int cfg_load(const char *path, struct cfg *out, char *err, size_t errlen)
 {
     /* libconfig reports a missing file as a generic I/O error: look first so
      * the caller can tell "no such file" from "bad content". */
+    /* and stat before opening: a FIFO or device (/dev/zero) as the
+     * configuration would block the open or never end. */
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        int e = errno;
+        set_err(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        return -EINVAL;
+    }
     FILE *f = fopen(path, "r");
     if (!f) {
         int e = errno;

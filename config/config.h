@@ -108,6 +108,9 @@ int  cfg_load(const char *path, struct cfg *c, char *err, size_t errlen);
 int  cfg_validate(const struct cfg *c, char *err, size_t errlen);
 
 /* Release every string and array; leaves *c zeroed (safe to call twice). */
+/* tcp://HOST:PORT (numeric IPv4, [IPv6] or *; port 1..65535 or *) or
+ * ipc://PATH (<= 107 bytes): 0, or -EINVAL with a message in msg. */
+int  cfg_check_endpoint(const char *ep, char *msg, size_t len);
 void cfg_free(struct cfg *c);
 
 /* Deep copy; *dst must not hold anything (it is overwritten).  0 or -ENOMEM. */

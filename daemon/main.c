@@ -299,7 +299,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->cli.workers = (int)u;
             break;
         case OPT_STDOUT: a->cli.to_stdout = 1; break;
-        case OPT_ENDPOINT: a->endpoints[a->cli.n_endpoints++] = optarg; break;
+        case OPT_ENDPOINT: {
+            char em[400];
+            if (cfg_check_endpoint(optarg, em, sizeof em) < 0) {
+                log_err("--endpoint: %s", em);
+                return EX_USAGE_;
+            }
+            a->endpoints[a->cli.n_endpoints++] = optarg;
+            break;
+        }
         case OPT_WAIT:
             if (parse_uint("--wait-subscribers", optarg, 0, 1000000, &a->cli.wait_subscribers))
                 return EX_USAGE_;
@@ -308,8 +316,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_STATS: {
             char *end;
             double v = strtod(optarg, &end);
-            if (end == optarg || *end || !(v >= 0) || v > 86400) {
-                log_err("--stats-interval: \"%s\" is not a number of seconds from 0 to 86400",
+            if (end == optarg || *end || !(v >= 0) || v > 86400 || (v > 0 && v < 0.1)) {
+                log_err("--stats-interval: \"%s\" is not 0 (off) or a number of seconds "
+                        "from 0.1 to 86400",
                         optarg);
                 return EX_USAGE_;
             }
@@ -442,7 +451,7 @@ static int input_status(int rc)
 {
     switch (-rc) {
     case ENOENT: case EACCES: case EPERM: case EISDIR: case ENOTDIR: case ELOOP:
-    case ENAMETOOLONG:
+    case ENAMETOOLONG: case ENODEV:     /* ENODEV: a FIFO or device as the model */
         return EX_NOINPUT_;
     case ENOMEM:
         return EX_OSERR_;
@@ -1243,10 +1252,15 @@ out_run:
     notify_stopping();
     /* A source that never started still has to end its streams: stop
      * every one. */
+    bool input_failed = false;
     for (unsigned i = d.n_src; i-- > 0;) {
         d.src[i]->src.ops->stop(&d.src[i]->src);
         d.src[i]->started = false;
+        input_failed |= d.src[i]->src.failed;
     }
+    /* A replay whose file ended early or failed to read: bad data (65). */
+    if (args.replay && status == EX_OK_ && input_failed)
+        status = EX_DATAERR_;
     if (pl_started) {
         drain(d.pl);
         pipeline_join(d.pl);

@@ -1136,17 +1136,18 @@ static void *publisher_main(void *arg)
             stats_hist_reset(&p->lat_status);
             next_status = now + PIPELINE_STATUS_NS;
         }
+        /* stop first, then stats: a stats message never delays a stop; and
+         * no `continue` after one, so done slots go out between any two
+         * (a tiny interval cannot starve them: issue 16). */
+        if (p->abort)
+            break;
         if (now >= next_stats) {
             pthread_mutex_unlock(&p->mu);
             publish_stats(p, (double)(now - t0) / 1e9, false);
-            next_stats += period;
-            if (next_stats <= now)           /* we fell behind: skip, don't burst */
-                next_stats = now + period;
+            /* the next one a period after this one ended, whatever it cost */
+            next_stats = mono_ns() + period;
             pthread_mutex_lock(&p->mu);
-            continue;
         }
-        if (p->abort)
-            break;
         /* Every done slot from tail on, sent with the lock released and
          * freed in one go. */
         uint64_t t0s = p->tail, end = t0s;

@@ -125,6 +125,8 @@ struct source {
                                          * pass of a file; 0 for a live source */
     sem_t                   *wake;      /* the pipeline's; posted after writes */
     void                    *priv;      /* the implementation's */
+    bool                     failed;    /* set by stop(): the input ended early (a read
+                                         * error, a file shorter than announced) */
 };
 
 extern const struct source_ops source_file_ops;

@@ -76,6 +76,7 @@ struct file_priv {
     bool             started;
     _Atomic bool     stop;
     _Atomic int      error;          /* a read error ended the replay early */
+    _Atomic uint64_t missing;        /* frames short of the header's count at eof */
 };
 
 static const char *major_name(int fmt)
@@ -143,7 +144,9 @@ static int file_open(struct source *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s: file stream without a name", path);
         return -EINVAL;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named as a recording must not block the open (and
+     * start-up with it); it is refused as not a regular file just below. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         rc = -errno;
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -169,6 +172,7 @@ static int file_open(struct source *s, char *err, size_t errlen)
     f->path = path;
     atomic_init(&f->stop, false);
     atomic_init(&f->error, 0);
+    atomic_init(&f->missing, 0);
     f->sf = sf_open_fd(fd, SFM_READ, &f->info, 1);   /* closes fd on failure too */
     if (!f->sf) {
         snprintf(err, errlen, "%s: not a WAV or FLAC audio file (%s)", path, sf_strerror(NULL));
@@ -330,6 +334,7 @@ static void *file_thread(void *arg)
     }
     const int64_t t0_real = now_ns(CLOCK_REALTIME);
     uint64_t total = 0;             /* frames read, over every pass */
+    uint64_t pass = 0;              /* frames read in this pass */
     bool pass_had_frames = false;
     bool reanchor[FILE_MAX_CH] = { false };
 
@@ -343,15 +348,23 @@ static void *file_thread(void *arg)
                 atomic_store(&f->error, sf_error(f->sf));
                 break;
             }
+            /* End of the file before its announced frame count: a
+             * truncated FLAC, a WAV that shrank under us.  Not a success. */
+            if (pass < (uint64_t)f->info.frames) {
+                atomic_store(&f->missing, (uint64_t)f->info.frames - pass);
+                break;
+            }
             /* End of the file: again from its start, unless a whole pass
              * gave nothing (a file that shrank under us). */
             if (!s->cfg->loop || !pass_had_frames
                 || sf_seek(f->sf, 0, SEEK_SET) != 0)
                 break;
             pass_had_frames = false;
+            pass = 0;
             continue;
         }
         pass_had_frames = true;
+        pass += (uint64_t)n;
         if (realtime)
             sleep_until(t0 + (int64_t)((double)(total + (uint64_t)n) * 1e9 / rate));
         for (unsigned ch = 0; ch < s->n_streams; ch++) {
@@ -400,8 +413,16 @@ static void file_stop(struct source *s)
     source_wake(s);
     int e = atomic_load(&f->error);
     if (e) {
-        log_warn("%s: read error, replay ended early: %s", f->path, sf_error_number(e));
+        log_err("%s: read error, replay ended early: %s", f->path, sf_error_number(e));
         atomic_store(&f->error, 0);
+        s->failed = true;
+    }
+    uint64_t miss = atomic_exchange(&f->missing, 0);
+    if (miss) {
+        log_err("%s: ended %" PRIu64 " frames before the %" PRId64 " its header announces "
+                "(truncated or shrunk during the replay)", f->path, miss,
+                (int64_t)f->info.frames);
+        s->failed = true;
     }
 }
 

@@ -42,6 +42,12 @@ resampler *rs_create(double in_rate, double out_rate, char *err, size_t errlen)
         snprintf(err, errlen, "resampler: bad rates %g -> %g Hz", in_rate, out_rate);
         return NULL;
     }
+    if (out_rate / in_rate > RS_MAX_UP) {
+        snprintf(err, errlen, "resampler: %g -> %g Hz is upsampling by %g, more than %g "
+                 "(input rate too low for the model's)", in_rate, out_rate,
+                 out_rate / in_rate, RS_MAX_UP);
+        return NULL;
+    }
     resampler *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "resampler: out of memory");

@@ -37,9 +37,17 @@
 /* Input samples per rs_process() call in the daemon and in trident-prep. */
 #define RS_CHUNK 4096
 
+/* Upsampling bound: out_rate / in_rate at most this.  The output of one
+ * RS_CHUNK call (and the caller's buffer for it, 2x + 64 floats) grows with
+ * the ratio: a WAV header claiming 1 Hz fed to a 12 kHz model once cost
+ * 537 MB.  64x still turns a 200 Hz vibration sensor into 12.8 kHz.
+ * Downsampling is not bounded (output shrinks). */
+#define RS_MAX_UP 64.0
+
 typedef struct resampler resampler;
 
-/* NULL on failure, with a message in err. */
+/* NULL on failure (bad rates, out_rate / in_rate > RS_MAX_UP), with a
+ * message in err. */
 resampler *rs_create(double in_rate, double out_rate, char *err, size_t errlen);
 void       rs_destroy(resampler *r);
 /* Consumes all n input samples, writes at most out_cap outputs, returns the

@@ -1,7 +1,9 @@
 /* load.c — net_load(): the safetensors model file, validated before use.
  *
- * DESIGN: the file (model/FORMAT.md) is mapped read-only and nothing in it is
- * trusted.  Checks run in the order a reader needs them:
+ * DESIGN: the file (model/FORMAT.md) is read whole into memory with read()
+ * (not mapped: a file shrunk by an in-place rewrite during a SIGHUP reload
+ * would be SIGBUS; fstat before and after the read refuses a file that
+ * changed meanwhile) and nothing in it is trusted.  Checks run in the order a reader needs them:
  *
  *   1. the 8-byte header length: file long enough, length sane (<= 100 MiB)
  *      and inside the file;
@@ -19,10 +21,12 @@
  *      trident.normalize checked; other keys ignored.
  *
  * Only then are the used tensors copied (F16/BF16 widened, non-finite values
- * refused) into one 64-byte-aligned arena, the file hashed for net_digest()
- * and unmapped.  net_load_buffer() runs the same checks on bytes in memory
+ * refused) into one 64-byte-aligned arena, the bytes read hashed for
+ * net_digest() and freed.  net_load_buffer() runs the same checks on bytes in memory
  * (the fuzz target, an embedded model).  Every failure is one line "PATH: what (where)" in err and a
- * negative errno: the open's errno, -ENOMEM, or -EINVAL for bad content.
+ * negative errno: the open's errno, -ENOMEM, -EAGAIN for a file that
+ * changed while being read, -ENODEV for a FIFO or device, or -EINVAL for bad
+ * content.
  */
 #include "net_internal.h"
 #include "sha256.h"
@@ -37,7 +41,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -545,7 +548,7 @@ static int check_detector(struct loader *L, net_model *m, struct want *dw)
     return 0;
 }
 
-/* Steps 2 to 6 and the copy, on the mapped file. */
+/* Steps 2 to 6 and the copy, on the file's bytes. */
 static int load_mapped(struct loader *L, net_model *m, const unsigned char *map, size_t size)
 {
     if (size < 8)
@@ -649,6 +652,66 @@ out:
     return rc;
 }
 
+/* The whole file into a malloc'd buffer with read(): a file truncated or
+ * rewritten meanwhile gives a short read or changed stat, never SIGBUS (as a
+ * mapping would).  O_NONBLOCK so that a FIFO named as the model cannot block
+ * the open; anything but a regular file is refused before reading. */
+static int read_whole(struct loader *L, unsigned char **out, size_t *outsize)
+{
+    int fd = open(L->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        return fail(L, -e, "%s", strerror(e));
+    }
+    struct stat st, st2;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(L, -e, "%s", strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail(L, S_ISDIR(st.st_mode) ? -EISDIR : -ENODEV, "not a regular file");
+    }
+    size_t size = (size_t)st.st_size;
+    if (size < 8) {
+        close(fd);
+        return fail(L, -EINVAL, "file too short (%zu bytes) for a safetensors header", size);
+    }
+    unsigned char *buf = malloc(size + 1);      /* +1: sees growth as a long read */
+    if (!buf) {
+        close(fd);
+        return fail(L, -ENOMEM, "out of memory for %zu bytes", size);
+    }
+    size_t got = 0;
+    while (got < size + 1) {
+        ssize_t r = read(fd, buf + got, size + 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return fail(L, -e, "read: %s", strerror(e));
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    int changed = fstat(fd, &st2) < 0 || got != size || st2.st_size != st.st_size ||
+                  st2.st_mtim.tv_sec != st.st_mtim.tv_sec ||
+                  st2.st_mtim.tv_nsec != st.st_mtim.tv_nsec;
+    close(fd);
+    if (changed) {
+        free(buf);
+        return fail(L, -EAGAIN, "changed while being read (%zu bytes at open, %zu read): "
+                    "replace model files by renaming a new file over the old one", size, got);
+    }
+    *out = buf;
+    *outsize = size;
+    return 0;
+}
+
 int net_load(const char *path, net_model **out, char *err, size_t errlen)
 {
     struct loader L = { path ? path : "(null)", err, errlen };
@@ -657,34 +720,13 @@ int net_load(const char *path, net_model **out, char *err, size_t errlen)
         err[0] = '\0';
     if (!path)
         return fail(&L, -EINVAL, "no model path");
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return fail(&L, -e, "%s", strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return fail(&L, -e, "%s", strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(&L, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL, "not a regular file");
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < 8) {
-        close(fd);
-        return fail(&L, -EINVAL, "file too short (%zu bytes) for a safetensors header", size);
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);                          /* the mapping keeps the file */
-    if (map == MAP_FAILED)
-        return fail(&L, -e, "mmap: %s", strerror(e));
-    int rc = net_load_buffer(map, size, path, out, err, errlen);
-    munmap(map, size);                  /* the model holds copies only */
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    int rc = read_whole(&L, &buf, &size);
+    if (rc < 0)
+        return rc;
+    rc = net_load_buffer(buf, size, path, out, err, errlen);
+    free(buf);                          /* the model holds copies only */
     return rc;
 }
 
