@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1109,6 +1110,16 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     block_signals(true);
 
+    /* Up to 1024 streams, each with its file or PCM descriptors, plus
+     * ZeroMQ's sockets and subscribers: the soft RLIMIT_NOFILE (1024 by
+     * default) is too few; take the hard limit (packaging/trident.service
+     * sets LimitNOFILE=).  Running out anyway is EX_OSERR (71). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
     /* config */
     rc = parse_args(argc, argv, &args);
     if (!rc)
@@ -1157,7 +1168,7 @@ int main(int argc, char **argv)
     rc = publish_create(&pubo, &d.pub, err, sizeof err);
     if (rc < 0) {
         log_err("%s", err);
-        status = rc == -ENOMEM ? EX_OSERR_ : EX_UNAVAILABLE_;
+        status = rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE ? EX_OSERR_ : EX_UNAVAILABLE_;
         goto out_pipeline;
     }
     publish_set_abort(d.pub, &abort_flag);
@@ -1172,8 +1183,8 @@ int main(int argc, char **argv)
         rc = add_stream(&d, &cfg, s, false, err, sizeof err);
         if (rc < 0) {
             log_err("%s", err);
-            if (rc == -ENOMEM)
-                status = EX_OSERR_;
+            if (rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE)
+                status = EX_OSERR_;     /* out of memory or descriptors */
             else if (args.replay)
                 status = rc == -EEXIST ? EX_USAGE_ : input_status(rc);
             else if (s->type == CFG_ALSA && rc != -EINVAL && rc != -EOPNOTSUPP && rc != -EEXIST)

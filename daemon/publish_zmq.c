@@ -22,9 +22,13 @@
 #include "publish.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 enum {
@@ -68,6 +72,22 @@ static void drain_subscriptions(publisher *p)
         else if (m[0] == 0 && p->subs > 0)
             p->subs--;
     }
+}
+
+/* true if a process accepts connections on the AF_UNIX socket at path (a
+ * stale socket file nobody listens on is false: ZeroMQ may reuse it). */
+static bool ipc_in_use(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path)
+        return false;               /* cfg_check_endpoint refused it already */
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool used = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return used;
 }
 
 int publish_create(const struct publish_opts *o, publisher **out, char *err, size_t errlen)
@@ -121,6 +141,14 @@ int publish_create(const struct publish_opts *o, publisher **out, char *err, siz
          * subscriber cannot connect to. */
         const char *host = strstr(o->endpoints[i], "://");
         set_int(p->sock, ZMQ_IPV6, host && host[3] == '[');
+        /* ZeroMQ unlinks an ipc:// path before binding it, silently
+         * stealing it from a daemon already listening there: probe first. */
+        if (!strncmp(o->endpoints[i], "ipc://", 6) && ipc_in_use(o->endpoints[i] + 6)) {
+            rc = -EADDRINUSE;
+            snprintf(err, errlen, "cannot bind %s: another process is listening on it",
+                     o->endpoints[i]);
+            goto fail;
+        }
         if (zmq_bind(p->sock, o->endpoints[i]) != 0) {
             rc = -errno;
             snprintf(err, errlen, "cannot bind %s: %s", o->endpoints[i], zmq_strerror(errno));
