@@ -148,6 +148,7 @@ def results(msgs):
 
 FIELDS = {"stream": str, "seq": int, "sample": int, "t": (int, float), "label": str,
           "class": int, "score": (int, float), "probs": list, "logits": list,
+          "quality": str, "rms": float, "peak": float, "crest": float, "kurtosis": float,
           "gap": bool, "latency_us": int, "model": str}
 
 
@@ -545,8 +546,9 @@ def main():
     taken.close()
     _, _, err, rc, _ = replay([three], mz, subscribe=False, endpoint="bogus://nowhere")
     lines = [ln for ln in err.splitlines() if ": error: " in ln]
-    tap.ok("malformed endpoint: exit 69, one error line naming it",
-           rc == 69 and len(lines) == 1 and "bogus://nowhere" in lines[0],
+    # (validated before anything is opened: a command-line error, not retried)
+    tap.ok("malformed endpoint: exit 64, one error line naming it",
+           rc == 64 and len(lines) == 1 and "bogus://nowhere" in lines[0],
            f"rc {rc}: {err.strip()[-300:]}")
     # Without --replay tridentd runs a configuration file (test_service.py):
     # a missing one is a configuration error naming the file.
