@@ -192,3 +192,32 @@ def train_normal_only(a, out=sys.stdout):
           f"false alarm {a.false_alarm:g} over {len(oof)} out-of-recording windows; "
           f"wrote {a.output}", file=out)
     return 0
+
+
+OPENSET_BANDS, OPENSET_LEVEL, OPENSET_HOP = 16, False, 256
+
+
+def fit_openset(items, classes, false_alarm=0.001, bands=OPENSET_BANDS, level=OPENSET_LEVEL):
+    """A classifier's open-set part: one centre per class, one shrunk
+    covariance, the threshold the (1 - false_alarm) quantile of
+    out-of-group scores.  items: [(group, class index, raw windows)].
+    Returns (tensors, metadata, report) or None with the reason when no
+    class has two groups to calibrate on.  The level is left out by
+    default: the network z-scores every window, so a gain change is no
+    reason to call a window unknown."""
+    feats = [(g, c, features(w, bands, level)) for g, c, w in items if len(w)]
+    oof = calibrate(feats, false_alarm)
+    if len(oof) < int(np.ceil(1.0 / false_alarm)):
+        return None, (f"{len(oof)} out-of-group windows, {int(np.ceil(1 / false_alarm))} "
+                      "needed for the open-set threshold (more recordings per class)")
+    thr = float(np.quantile(oof, 1 - false_alarm))
+    by = {}
+    for _, c, f in feats:
+        by.setdefault(c, []).append(f)
+    if sorted(by) != list(range(len(classes))):
+        return None, "a class has no windows"
+    means, prec, alpha = fit(by)
+    md = metadata(bands, level, thr, false_alarm)
+    return (tensors(means, prec), md,
+            {"threshold": thr, "false_alarm": false_alarm, "bands": bands, "level": level,
+             "shrinkage": alpha, "calibration_windows": int(len(oof))})

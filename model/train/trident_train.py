@@ -74,6 +74,8 @@ def parse_args(argv):
     ap.add_argument("--force", action="store_true",
                     help="replace an existing MODEL even if its classes differ")
     ap.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    ap.add_argument("--no-openset", action="store_true",
+                    help="no open-set detector (windows unlike every class are not called unknown)")
     ap.add_argument("--normal-only", action="store_true",
                     help="DATA is healthy recordings only (searched recursively): write an "
                          "anomaly model (detector, no network)")
@@ -272,7 +274,21 @@ def train(a, out=sys.stdout):
     import export
     meta = export.metadata(classes, a.rate, "zscore")
     meta["trident.trainer"] = f"trident-train {trainer_version()}"
-    card.save_model_atomic(a.output, net.state_dict(), meta)
+    extra, openset = None, None
+    if not a.no_openset:
+        import detector
+        items = [(r.group, classes.index(r.cls), ds.windows(r.samples, detector.OPENSET_HOP))
+                 for r in recs if r.cls in classes]
+        extra, md_or_why, *rep = detector.fit_openset(items, classes, a.false_alarm)
+        if extra is None:
+            print(f"{PROG}: no open-set detector: {md_or_why}", file=out, flush=True)
+            openset = {"skipped": md_or_why}
+        else:
+            meta.update(md_or_why)
+            openset = rep[0]
+            print(f"open-set detector: threshold {openset['threshold']:.3f} over "
+                  f"{openset['calibration_windows']} out-of-recording windows", file=out, flush=True)
+    card.save_model_atomic(a.output, net.state_dict(), meta, extra)
     with open(a.output, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     per_class = {c: {"train_recordings": sum(r.cls == c for r in tr),
@@ -287,7 +303,7 @@ def train(a, out=sys.stdout):
          "data_fingerprint": ds.fingerprint(recs),
          "data": {"source": a.data, "per_class": per_class, "background": bg,
                   "train": [r.rel for r in tr], "validation": [r.rel for r in val]},
-         "validation": best_m,
+         "validation": best_m, "openset": openset,
          "training": {"epochs_run": ep, "best_epoch": best_ep, "history": history,
                       "windows_per_epoch": steps * a.batch, "val_hop": a.val_hop,
                       "optimizer": f"Adam lr {a.lr}, batch {a.batch}",
