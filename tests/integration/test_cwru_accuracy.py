@@ -184,7 +184,7 @@ def main():
     classes = meta["trident.classes"].split(",")
     rate, norm = int(meta["trident.sample_rate"]), meta.get("trident.normalize", "none")
     net = Net(len(classes))
-    net.load_state_dict(sd)
+    net.load_state_dict({k: v for k, v in sd.items() if not k.startswith("detector.")})
     net.eval()
 
     recs, what = recordings(tap)

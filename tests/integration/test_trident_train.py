@@ -94,7 +94,7 @@ def main():
     # PyTorch's labels of the validation recordings' windows
     classes = meta["trident.classes"].split(",")
     net = Net(len(classes))
-    net.load_state_dict(sd)
+    net.load_state_dict({k: v for k, v in sd.items() if not k.startswith("detector.")})
     net.eval()
     prep = binpath("trident-prep")
     ref = {}
