@@ -25,6 +25,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -73,6 +74,16 @@ class Recording:
 
     def __repr__(self):
         return f"Recording({self.rel!r}, {self.cls!r}, group={self.group!r})"
+
+
+def need_torch(prog):
+    """Exit 69 with one line if python3-torch is missing (the .deb only
+    recommends it: the daemon does not need it)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print(f"{prog}: needs PyTorch: apt-get install python3-torch", file=sys.stderr)
+        sys.exit(69)
 
 
 def find_prep(explicit=None):

@@ -152,17 +152,8 @@ def _discover_any(data, classes=None):
     raise DataError(ds.EX_DATAERR, f"{data}: no class to evaluate")
 
 
-def need_torch():
-    """69 with one line if python3-torch is missing (the package only recommends it)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print(f"{PROG}: needs PyTorch: apt-get install python3-torch", file=sys.stderr)
-        sys.exit(69)
-
-
 def main(argv=None):
-    need_torch()
+    ds.need_torch(PROG)
     ap = ds.argument_parser(prog=PROG, description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", metavar="MODEL")

@@ -319,17 +319,8 @@ def train(a, out=sys.stdout):
     return c
 
 
-def need_torch():
-    """69 with one line if python3-torch is missing (the package only recommends it)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        print(f"{PROG}: needs PyTorch: apt-get install python3-torch", file=sys.stderr)
-        sys.exit(69)
-
-
 def main(argv=None):
-    need_torch()
+    ds.need_torch(PROG)
     a = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         if a.normal_only:
