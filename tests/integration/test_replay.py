@@ -614,7 +614,7 @@ def main():
             tap.ok(f"tridentd built in {b}", False)
             continue
         tag = os.path.basename(b)
-        msgs, _, err, rc, _ = replay([small], mz, "--workers", "2", stats=0.05,
+        msgs, _, err, rc, _ = replay([small], mz, "--workers", "2", stats=0.1,
                                      binary=binary, timeout=120)
         by = results(msgs)
         ok = rc == 0 and sorted(by) == ["small/0", "small/1", "small/2"] and all(
