@@ -86,6 +86,8 @@
  * subscriber blocks (NODROP back-pressure), so that the exit never hangs.
  * abort_flag is read by the publisher thread: stored atomically. */
 static volatile sig_atomic_t stop_flag, abort_flag, hup_flag;
+/* a second SIGTERM/SIGINT: exit at once (no linger on the publisher) */
+static volatile sig_atomic_t hard_flag;
 
 static void on_signal(int sig)
 {
@@ -93,8 +95,10 @@ static void on_signal(int sig)
         hup_flag = 1;
         return;
     }
-    if (stop_flag)
+    if (stop_flag) {
         __atomic_store_n(&abort_flag, 1, __ATOMIC_RELAXED);
+        hard_flag = 1;
+    }
     stop_flag = 1;
 }
 
@@ -1283,6 +1287,8 @@ out_sources:
     for (unsigned i = d.n_src; i-- > 0;)
         run_src_free(d.src[i]);
     free(d.src);
+    if (hard_flag && d.pub)
+        publish_no_linger(d.pub);   /* "at once": drop what is still queued */
     publish_destroy(d.pub);
 out_pipeline:
     pipeline_destroy(d.pl);

@@ -85,6 +85,9 @@ typedef struct publisher publisher;
 int  publish_create(const struct publish_opts *o, publisher **out, char *err, size_t errlen);
 /* Close the socket (lingering at most 2 s for queued messages) and free. */
 void publish_destroy(publisher *p);
+/* Make publish_destroy() drop queued messages instead of lingering (the
+ * second SIGTERM's hard stop). */
+void publish_no_linger(publisher *p);
 /* The endpoint actually bound for o->endpoints[i] (ZMQ_LAST_ENDPOINT: the
  * real port of "tcp://host:*"), or NULL when i is out of range. */
 const char *publish_endpoint(const publisher *p, unsigned i);

@@ -195,6 +195,12 @@ const char *publish_endpoint(const publisher *p, unsigned i)
     return i < p->n_bound ? p->bound[i] : NULL;
 }
 
+void publish_no_linger(publisher *p)
+{
+    if (p->sock)
+        set_int(p->sock, ZMQ_LINGER, 0);
+}
+
 void publish_set_abort(publisher *p, const volatile sig_atomic_t *flag)
 {
     p->abort = flag;
