@@ -19,6 +19,11 @@
  *   flop_per_window_fast F     (what the fast paths execute)
  *   peak THREADS GFLOPS_MEDIAN MIN MAX CPU_MEDIAN
  *   engine IMPL THREADS WINDOWS_PER_S_MEDIAN MIN MAX CPU_MEDIAN
+ *   stage NAME 1 WINDOWS_PER_S_MEDIAN MIN MAX CPU_MEDIAN
+ *
+ * The stages are the per-window work besides the network (health: the raw
+ * window's rms/peak/crest/kurtosis; detector: the spectral features and
+ * the detector's score, when the model has a detector), on one thread.
  *
  * Rates are per second of wall clock (what a user gets on this machine at
  * this moment); CPU_MEDIAN is the same per second of the threads' own CPU
@@ -36,6 +41,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "winfeat.h"
 
 #define MAX_REPEATS 64
 #define MAX_THREADS 256
@@ -99,6 +105,7 @@ static double probe(long iters) { (void)iters; return 0; }
 struct job {
     pthread_t th;
     const net_model *m;             /* NULL: run the FMA probe */
+    int stage;                      /* 0: the network; else a stage below */
     double seconds;
     pthread_barrier_t *start;
     double rate;                    /* windows/s or GFLOP/s */
@@ -106,6 +113,28 @@ struct job {
 };
 
 static float windows[64][NET_WIN];
+
+/* ---- per-window stages besides the network --------------------------------
+ * What the pipeline's classify() does to every window before or beside the
+ * forward pass (daemon/pipeline.c), each measured alone on one thread so
+ * that table.py can print it as a share of the network's time. */
+enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, NSTAGES };
+static const char *const stage_name[NSTAGES] = { "net", "health", "detector" };
+
+static double stage_sink;                           /* keeps results live */
+
+static void run_stage(const net_model *m, int stage, const float *x)
+{
+    if (stage == STAGE_HEALTH) {
+        struct feat_health h;
+        feat_health(x, NET_WIN, 0, 32768, &h);
+        stage_sink += h.kurtosis;
+    } else {                                        /* STAGE_DETECTOR */
+        double f[FEAT_MAX_DIM];
+        feat_spectral(x, net_detector_bands(m), net_detector_level(m), f);
+        stage_sink += net_detector_score(m, f);
+    }
+}
 
 static void *run_job(void *arg)
 {
@@ -123,6 +152,18 @@ static void *run_job(void *arg)
         double w0 = now(), c0 = cpu_now();
         j->rate = probe(iters);
         j->cpu_rate = j->rate * (now() - w0) / (cpu_now() - c0);
+        return NULL;
+    }
+    if (j->stage) {
+        run_stage(j->m, j->stage, windows[0]);      /* warm */
+        long n = 0;
+        double t0 = now(), c0 = cpu_now(), t;
+        do {
+            run_stage(j->m, j->stage, windows[n & 63]);
+            n++;
+        } while ((t = now() - t0) < j->seconds);
+        j->cpu_rate = n / (cpu_now() - c0);
+        j->rate = n / t;
         return NULL;
     }
     net_scratch *s = net_scratch_create(j->m);
@@ -146,13 +187,13 @@ static void *run_job(void *arg)
 
 /* Runs `threads` jobs at once; returns the sum of their rates (and of their
  * CPU-time rates in *cpu). */
-static double measure(const net_model *m, int threads, double seconds, double *cpu)
+static double measure(const net_model *m, int stage, int threads, double seconds, double *cpu)
 {
     struct job jobs[MAX_THREADS];
     pthread_barrier_t b;
     pthread_barrier_init(&b, NULL, threads);
     for (int i = 0; i < threads; i++) {
-        jobs[i] = (struct job){ .m = m, .seconds = seconds, .start = &b };
+        jobs[i] = (struct job){ .m = m, .stage = stage, .seconds = seconds, .start = &b };
         if (pthread_create(&jobs[i].th, NULL, run_job, &jobs[i])) {
             fprintf(stderr, "bench: pthread_create failed\n");
             exit(1);
@@ -184,7 +225,7 @@ static double median(double *v, int n)
 
 struct series {
     char what[16];
-    int threads;
+    int threads, stage;
     const net_model *m;
     double v[MAX_REPEATS], cpu[MAX_REPEATS];
 };
@@ -250,7 +291,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    static struct series ser[2 + 2 * 4];
+    static struct series ser[2 + 2 * 4 + NSTAGES];
     int ns = 0;
     int tcount[2] = { 1, cpus };
     int nt = cpus > 1 ? 2 : 1;
@@ -267,13 +308,25 @@ int main(int argc, char **argv)
             snprintf(ser[ns].what, sizeof ser[ns].what, "%s", net_impl(models[i]));
             ns++;
         }
+    /* the stages, on one thread, with the model's detector settings (the
+     * shipped model has one; health needs none) */
+    if (!only_threads) {
+        feat_init();
+        for (int st = STAGE_HEALTH; st < NSTAGES; st++) {
+            if (st == STAGE_DETECTOR && !net_detector_dim(models[0]))
+                continue;
+            ser[ns] = (struct series){ .threads = 1, .stage = st, .m = models[0] };
+            snprintf(ser[ns].what, sizeof ser[ns].what, "%s", stage_name[st]);
+            ns++;
+        }
+    }
 
     /* interleaved: every repeat measures every series once */
     for (int rep = 0; rep < repeats; rep++)
         for (int i = 0; i < ns; i++) {
             /* the reference is ~30x slower: give it time for enough windows */
             double sec = ser[i].m && !strcmp(ser[i].what, "ref") ? seconds * 2 : seconds;
-            ser[i].v[rep] = measure(ser[i].m, ser[i].threads, sec, &ser[i].cpu[rep]);
+            ser[i].v[rep] = measure(ser[i].m, ser[i].stage, ser[i].threads, sec, &ser[i].cpu[rep]);
         }
 
     printf("cpus %d\n", cpus);
@@ -300,6 +353,9 @@ int main(int argc, char **argv)
             if (med > 0)
                 printf("peak %d %.2f %.2f %.2f %.2f\n", ser[i].threads, med, ser[i].v[0],
                        ser[i].v[repeats - 1], cmed);
+        } else if (ser[i].stage) {
+            printf("stage %s %d %.1f %.1f %.1f %.1f\n", ser[i].what, ser[i].threads, med,
+                   ser[i].v[0], ser[i].v[repeats - 1], cmed);
         } else {
             printf("engine %s %d %.1f %.1f %.1f %.1f\n", ser[i].what, ser[i].threads, med,
                    ser[i].v[0], ser[i].v[repeats - 1], cmed);

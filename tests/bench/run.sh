@@ -9,7 +9,8 @@
 # Steps: the shipped model (model/cwru.safetensors; a random one from
 # model/train/export.py if it is missing: the timing does not depend on the
 # weights); $BUILD/bench/bench
-# (FMA peak, every forward implementation, 1 thread and all CPUs);
+# (FMA peak, every forward implementation, 1 thread and all CPUs, and the
+# per-window stages besides the network: health check, detector);
 # bench_torch.py (PyTorch on the same file); the daemon replaying a long
 # file with --pace fast if $BUILD/bin/tridentd exists, each replay between
 # two runs of the engine alone of the same duration (replay.py); table.py

@@ -30,6 +30,7 @@ def main():
     eng, torch_rows, daemon = sys.argv[1:4]
     flop, fast_flop, cpus, blas = None, None, 1, "?"
     runs = {}           # (name, threads, batch) -> [(median, min, max, cpu median)]
+    stages = {}         # stage name -> [windows/s median per run]
     for line in list(open(eng)) + list(open(torch_rows)):
         f = line.split()
         if not f:
@@ -48,6 +49,8 @@ def main():
         elif f[0] == "engine":
             runs.setdefault((f"trident {f[1]}", int(f[2]), 1), []).append(
                 (float(f[3]), float(f[4]), float(f[5]), float(f[6])))
+        elif f[0] == "stage":
+            stages.setdefault(f[1], []).append(float(f[3]))
         elif f[0] == "torch":
             runs.setdefault((f"PyTorch {f[1]}", int(f[2]), int(f[3])), []).append(
                 (float(f[4]), float(f[5]), float(f[6]), float(f[7])))
@@ -105,7 +108,30 @@ def main():
               f"{ratio(med, best):>6} {cpu:8.0f} {pct(cpu, cpupeak.get(th)):>5} "
               f"{ratio(cpu, cbase):>6} {ratio(cpu, cbest):>6}")
     print()
+    stage_table(stages, rows)
     daemon_table(daemon)
+
+
+def stage_table(stages, rows):
+    """The per-window work besides the network, each as a share of the fastest
+    engine on one thread (the one the daemon picks): targets under 10 % for
+    the detector (issue 14) and under 5 % for the health check (issue 17)."""
+    if not stages:
+        return
+    net = max((r for r in rows if r[0].startswith("trident") and r[1] == 1),
+              key=lambda r: r[3], default=None)
+    if not net:
+        return
+    net_us = 1e6 / net[3]
+    targets = {"health": 5, "detector": 10}
+    print(f"per window besides the network (1 thread; the network: {net[0]}, {net_us:.1f} us):")
+    for name, v in stages.items():
+        us = 1e6 / statistics.median(v)
+        share = 100 * us / net_us
+        t = targets.get(name)
+        verdict = f" (target under {t}%: {'met' if share < t else 'MISSED'})" if t else ""
+        print(f"  {name:10} {us:7.2f} us = {share:5.1f}% of the network{verdict}")
+    print()
 
 
 def verdict(pct):
