@@ -147,6 +147,7 @@ def results(msgs):
 
 
 FIELDS = {"stream": str, "seq": int, "sample": int, "t": (int, float), "label": str,
+          "state": (str, type(None)),
           "class": int, "score": (int, float), "probs": list, "logits": list,
           "quality": str, "rms": float, "peak": float, "crest": float, "kurtosis": float,
           "gap": bool, "latency_us": int, "model": str}
