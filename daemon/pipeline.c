@@ -1117,10 +1117,11 @@ static int64_t latency_ns(const struct slot *sl)
  * anomaly model's "normal" or "anomaly").  The publisher sees a stream's
  * windows in order, so the smoother lives here.  A change goes out on topic
  * "_events" (and --stdout) right after the window that made it, and each
- * message carries the state after its window.  A subscription to a topic
- * that "_state" starts with ("", "_", "_state") is answered with a "_state"
- * message holding every stream's state: a late subscriber learns where
- * things stand without waiting for the next change. */
+ * message carries the state after its window.  A subscription to exactly
+ * "_state" is answered with a "_state" message holding every stream's
+ * state: a late subscriber learns where things stand without waiting for
+ * the next change (it goes to every subscriber of "_state", "_" and "",
+ * like any message). */
 static int vote_of(const struct slot *sl, const char **name)
 {
     const net_model *m = sl->model->m;

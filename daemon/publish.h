@@ -131,8 +131,9 @@ void publish_json_printf(char *buf, size_t len, size_t *pos, const char *fmt, ..
  * last publish or wait call, which read the subscription messages. */
 unsigned publish_subscribers(const publisher *p);
 /* Reads the subscription messages waiting; true once after a subscription
- * to a prefix of "_state" ("", "_", "_state") arrived: the caller then
- * publishes the "_state" message (pipeline.c "States"). */
+ * to exactly "_state" arrived: the caller then publishes the "_state"
+ * message (pipeline.c "States").  (Not "" or "_": a subscriber to
+ * everything is not asking, and would otherwise get one at every join.) */
 bool publish_state_wanted(publisher *p);
 
 #endif

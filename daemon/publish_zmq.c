@@ -45,7 +45,7 @@ struct publisher {
     char        *buf;
     size_t       cap;
     unsigned     subs;          /* subscribe minus unsubscribe messages */
-    bool         state_wanted;  /* a subscription "_state" matches came in */
+    bool         state_wanted;  /* a subscription to exactly "_state" came in */
     const volatile sig_atomic_t *abort;
     char       **bound;         /* ZMQ_LAST_ENDPOINT per endpoint */
     unsigned     n_bound;
@@ -73,7 +73,7 @@ static void drain_subscriptions(publisher *p)
             p->subs++;
             /* (n is the full length, even when cut to sizeof m) */
             size_t tl = (size_t)n - 1;
-            if (tl < sizeof state_topic && !memcmp(m + 1, state_topic, tl))
+            if (tl == sizeof state_topic - 1 && !memcmp(m + 1, state_topic, tl))
                 p->state_wanted = true;
         } else if (m[0] == 0 && p->subs > 0) {
             p->subs--;
