@@ -292,7 +292,8 @@ def paced_latency(path, rate, mz):
     while time.monotonic() < deadline:
         if sub.poll(50):
             f = sub.recv_multipart()
-            raw.append((time.time(), f[1]))      # parsed later: keep the lag small
+            if not f[0].startswith(b"_"):       # not _events, _state
+                raw.append((time.time(), f[1]))  # parsed later: keep the lag small
             quiet = None
             continue
         if p.poll() is not None:
