@@ -169,6 +169,24 @@ static const struct key keys[] = {
       .def_doc = "0: only a flat window",
       .doc = "RMS at or below which a window's quality is \"no_signal\" (a flat "
              "window always is): it gets no class, and is counted in _stats." },
+    { "smooth", K_GROUP, S(SC_STREAM, smooth_windows),
+      .doc = "The smoothed state published beside each window's label, and its "
+             "events on topic \"_events\"." },
+    { "smooth.windows", K_UINT, S(SC_STREAM, smooth_windows), .lo = 1, .hi = 256, .idef = 5,
+      .doc = "N: the state is decided over the last N windows." },
+    { "smooth.agree", K_UINT, S(SC_STREAM, smooth_agree), .lo = 1, .hi = 256, .idef = 4,
+      .doc = "K: a state needs K of the last N windows to vote for it (at most N). "
+             "With K above (N+1)/2, labels that alternate window by window never "
+             "change the state: neither gets K. A window votes for "
+             "its label, \"unknown\" or \"anomaly\" included, or for its quality "
+             "when that is not \"ok\" (\"no_signal\", \"clipped\", \"nonfinite\"). "
+             "windows = 1; agree = 1 turns smoothing off." },
+    { "smooth.min_score", K_DBL, S(SC_STREAM, smooth_min_score), .dlo = 0, .dhi = 1, .ddef = 0,
+      .doc = "A classified window whose top probability is below this votes for "
+             "no state (it still counts among the N)." },
+    { "smooth.hold", K_UINT, S(SC_STREAM, smooth_hold), .lo = 0, .hi = 1000000, .idef = 0,
+      .doc = "Windows a new state is kept before it may change again (hysteresis "
+             "in time)." },
     { "path", K_STR, S(SC_FILE, path), .flags = F_REQUIRED | F_PATH,
       .doc = "The recording. A relative path is resolved against the "
              "directory of this file." },
@@ -684,6 +702,12 @@ static int check_stream(const struct cfg *c, unsigned i, char *msg, size_t len,
             snprintf(msg, len, "name: control characters are not allowed");
             return -EINVAL;
         }
+    *which = "smooth.agree";
+    if (s->smooth_agree > s->smooth_windows) {
+        snprintf(msg, len, "smooth.agree: %u is more than smooth.windows (%u)", s->smooth_agree,
+                 s->smooth_windows);
+        return -EINVAL;
+    }
     *which = "channel_names";
     if (s->type == CFG_ALSA && s->n_channel_names && s->n_channel_names != s->channels) {
         snprintf(msg, len, "channel_names: %u names for %u channels", s->n_channel_names,
@@ -1085,6 +1109,36 @@ static const struct key *find_key(const char *path, bool stream)
     return NULL;
 }
 
+/* The members of a stream's group g, or of one of its sub-groups (prefix
+ * "smooth."): every key by its full path in the table. */
+static int parse_stream_members(struct ctx *x, struct cfg_stream *s, const config_setting_t *g,
+                                const char *prefix, unsigned idx)
+{
+    char name[128], path[64];
+    int rc = 0, n = config_setting_length(g);
+    for (int i = 0; !rc && i < n; i++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *mn = config_setting_name(m);
+        snprintf(path, sizeof path, "%s%s", prefix, mn);
+        const struct key *k = find_key(path, true);
+        snprintf(name, sizeof name, "streams[%u].%s", idx, path);
+        if (!k)
+            rc = fail(x, m, "%s: unknown key", name);
+        else if (!applies(k, s->type))
+            rc = fail(x, m, "%s: only for type \"%s\" streams, this one is \"%s\"", name,
+                      k->scope == SC_FILE ? "file" : "alsa", type_names[s->type]);
+        else if (k->kind == K_GROUP) {
+            if (config_setting_type(m) != CONFIG_TYPE_GROUP)
+                return fail(x, m, "%s: must be a group { ... }, not %s", name, type_word(m));
+            char sub[80];
+            snprintf(sub, sizeof sub, "%s.", path);
+            rc = parse_stream_members(x, s, m, sub, idx);
+        } else if (k->kind != K_ENUM || strcmp(path, "type"))
+            rc = parse_value(x, k, m, s, name);
+    }
+    return rc;
+}
+
 static int parse_stream(struct ctx *x, struct cfg *c, const config_setting_t *g, unsigned idx)
 {
     char name[64];
@@ -1102,20 +1156,8 @@ static int parse_stream(struct ctx *x, struct cfg *c, const config_setting_t *g,
     snprintf(name, sizeof name, "streams[%u].type", idx);
     rc = parse_value(x, find_key("type", true), ts, &s, name);
     s.line = (int)config_setting_source_line(g);
-    int n = config_setting_length(g);
-    for (int i = 0; !rc && i < n; i++) {
-        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
-        const char *mn = config_setting_name(m);
-        const struct key *k = find_key(mn, true);
-        snprintf(name, sizeof name, "streams[%u].%s", idx, mn);
-        if (!k)
-            rc = fail(x, m, "%s: unknown key", name);
-        else if (!applies(k, s.type))
-            rc = fail(x, m, "%s: only for type \"%s\" streams, this one is \"%s\"", name,
-                      k->scope == SC_FILE ? "file" : "alsa", type_names[s.type]);
-        else if (k->kind != K_ENUM || strcmp(mn, "type"))
-            rc = parse_value(x, k, m, &s, name);
-    }
+    if (!rc)
+        rc = parse_stream_members(x, &s, g, "", idx);
     if (!rc)
         rc = cfg_add_stream(c, &s);
     stream_free(&s);
@@ -1124,7 +1166,8 @@ static int parse_stream(struct ctx *x, struct cfg *c, const config_setting_t *g,
     char msg[400];
     const char *which;
     if (check_stream(c, idx, msg, sizeof msg, &which)) {
-        const config_setting_t *at = which ? config_setting_get_member(g, which) : NULL;
+        /* (libconfig takes no const; it does not change g) */
+        const config_setting_t *at = which ? config_setting_lookup((config_setting_t *)g, which) : NULL;
         return fail(x, at ? at : g, "streams[%u].%s", idx, msg);
     }
     return 0;

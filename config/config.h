@@ -36,6 +36,11 @@ struct cfg_stream {
     unsigned      hop;           /* samples between window starts (default 1024) */
     double        anomaly_threshold; /* 0: the model's detector threshold */
     double        signal_floor;  /* rms at or below: quality no_signal (0: flat only) */
+    /* smooth: the state is the label K (agree) of the last N (windows) windows
+     * voted for; a classified window below min_score votes for none; a new
+     * state is kept at least hold windows (pipeline.c "States") */
+    unsigned      smooth_windows, smooth_agree, smooth_hold;
+    double        smooth_min_score;
     /* type = "file" */
     char         *path;          /* from a file: resolved against the config file's
                                   * directory; from --replay: as given (working dir) */

@@ -72,10 +72,18 @@
 
 #include "log.h"
 #include "resample.h"
+#include "state.h"
 #include "stats.h"
 #include "window.h"
 #include "winfeat.h"
 
+/* Smoothing when a source has no config (config.c's defaults are the same). */
+#define PL_SMOOTH_WINDOWS 5
+#define PL_SMOOTH_AGREE   4
+/* Vote codes ("States"): a class, then unknown, then the qualities. */
+#define VOTE_UNKNOWN      NET_MAX_CLASSES
+#define VOTE_QUALITY      (NET_MAX_CLASSES + 1)
+#define VOTE_CODES        (VOTE_QUALITY + FEAT_NQUALITY)
 #define TICK_NS     200000000L       /* bound on every wait, 200 ms */
 #define IDLE_NS     20000000L        /* windower sleep when all rings are empty */
 /* Slots hold logits and probs for any model a reload may bring. */
@@ -83,6 +91,7 @@
 
 struct pl_model {
     net_model        *m;
+    uint64_t          id;             /* 1, 2, ...: which model, for the states' votes */
     net_scratch     **scratch;        /* one per worker */
     int               n_classes;
     enum norm_kind    norm;
@@ -141,6 +150,10 @@ struct pl_stream {
     uint64_t         unknown, anomalous;      /* windows labelled so */
     uint64_t         published;
     uint64_t         gaps;           /* of those, flagged "gap" */
+    smoother        *sm;             /* the state ("States" below) */
+    uint64_t         sm_model;       /* pl_model.id the smoother's votes are of */
+    double           min_score;      /* smooth.min_score */
+    uint64_t         events;         /* state changes published */
     struct stats_hist lat;
 };
 
@@ -198,6 +211,8 @@ struct pipeline {
     uint64_t          publish_abandoned;       /* results given up at a hard stop */
     char             *stats_buf;
     size_t            stats_len;
+    char             *event_buf;               /* "_events" and "_state" messages */
+    size_t            event_len;
 };
 
 static int64_t mono_ns(void)
@@ -235,7 +250,10 @@ static void model_destroy(struct pl_model *g, unsigned n_workers, bool with_mode
 
 static struct pl_model *model_create(net_model *m, unsigned n_workers)
 {
+    static _Atomic uint64_t ids;
     struct pl_model *g = calloc(1, sizeof *g);
+    if (g)
+        g->id = atomic_fetch_add_explicit(&ids, 1, memory_order_relaxed) + 1;
     if (!g)
         return NULL;
     g->m = m;
@@ -264,6 +282,7 @@ static void stream_free(struct pl_stream *ps)
         rs_destroy(ps->rs);
     if (ps->win)
         win_destroy(ps->win);
+    sm_destroy(ps->sm);
     free(ps->rsbuf);
     free(ps);
 }
@@ -433,6 +452,11 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         ps->floor = s->cfg ? s->cfg->signal_floor : 0;
         ps->threshold = s->cfg ? s->cfg->anomaly_threshold : 0;
         ps->full_scale = st->full_scale;
+        ps->min_score = s->cfg ? s->cfg->smooth_min_score : 0;
+        if (!(ps->sm = sm_create(s->cfg ? s->cfg->smooth_windows : PL_SMOOTH_WINDOWS,
+                                 s->cfg ? s->cfg->smooth_agree : PL_SMOOTH_AGREE,
+                                 s->cfg ? s->cfg->smooth_hold : 0, VOTE_CODES)))
+            goto nomem;
         stats_hist_reset(&ps->lat);
         if (ps->in_rate != ps->out_rate) {
             char rerr[256] = "";
@@ -997,6 +1021,16 @@ static size_t stats_size(unsigned n_streams)
     return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512);
 }
 
+/* ... and the states' names (the publisher's; a class name has no bound). */
+static size_t stats_need(const pipeline *p)
+{
+    size_t n = stats_size(p->n_reg);
+    for (unsigned i = 0; i < p->n_reg; i++)
+        if (sm_state(p->reg[i]->sm))
+            n += 6 * strlen(sm_state(p->reg[i]->sm));
+    return n;
+}
+
 static void publish_stats(pipeline *p, double uptime, bool final)
 {
     struct timespec now;
@@ -1004,8 +1038,8 @@ static void publish_stats(pipeline *p, double uptime, bool final)
     /* The stream list is the main thread's: read it under the lock.  The
      * buffer grows (rarely: after a reload added streams) outside it. */
     pthread_mutex_lock(&p->mu);
-    while (stats_size(p->n_reg) > p->stats_len) {
-        size_t need = stats_size(p->n_reg);
+    while (stats_need(p) > p->stats_len) {
+        size_t need = stats_need(p);
         pthread_mutex_unlock(&p->mu);
         char *nb = realloc(p->stats_buf, need);
         if (!nb) {
@@ -1041,6 +1075,12 @@ static void publish_stats(pipeline *p, double uptime, bool final)
                  PRIu64 ",\"anomalous\":%" PRIu64, ps->quality[FEAT_OK],
                  ps->quality[FEAT_NO_SIGNAL], ps->quality[FEAT_CLIPPED],
                  ps->quality[FEAT_NONFINITE], ps->unknown, ps->anomalous);
+        publish_json_printf(b, len, &pos, ",\"state\":");
+        if (sm_state(ps->sm))
+            publish_json_string(b, len, &pos, sm_state(ps->sm));
+        else
+            publish_json_printf(b, len, &pos, "null");
+        publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64, ps->events);
         publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
                  atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
@@ -1069,10 +1109,146 @@ static int64_t latency_ns(const struct slot *sl)
     return mono_ns() - sl->entered_ns;
 }
 
+/* ---- States ------------------------------------------------------------------
+ * Every window votes for a state (state.h): a window that is not ok for its
+ * quality ("no_signal", "clipped", "nonfinite"), a rejected one for
+ * "unknown", a classifier's window whose top probability is below the
+ * stream's smooth.min_score for nothing, any other for its label (an
+ * anomaly model's "normal" or "anomaly").  The publisher sees a stream's
+ * windows in order, so the smoother lives here.  A change goes out on topic
+ * "_events" (and --stdout) right after the window that made it, and each
+ * message carries the state after its window.  A subscription to exactly
+ * "_state" is answered with a "_state" message holding every stream's
+ * state: a late subscriber learns where things stand without waiting for
+ * the next change (it goes to every subscriber of "_state", "_" and "",
+ * like any message). */
+static int vote_of(const struct slot *sl, const char **name)
+{
+    const net_model *m = sl->model->m;
+    if (sl->cls < 0) {
+        *name = feat_quality_name(sl->health.quality);
+        return VOTE_QUALITY + (int)sl->health.quality;
+    }
+    if (sl->unknown) {
+        *name = "unknown";
+        return VOTE_UNKNOWN;
+    }
+    *name = net_class_name(m, sl->cls);
+    if (net_kind(m) != NET_ANOMALY && sl->probs[sl->cls] < sl->ps->min_score)
+        return SM_NONE;
+    return sl->cls;
+}
+
+/* Grows p->event_buf to need bytes; false when out of memory. */
+static bool event_room(pipeline *p, size_t need)
+{
+    if (need <= p->event_len)
+        return true;
+    char *nb = realloc(p->event_buf, need);
+    if (!nb)
+        return false;
+    p->event_buf = nb;
+    p->event_len = need;
+    return true;
+}
+
+static void publish_event(pipeline *p, const struct pl_stream *ps, const struct sm_change *c,
+                          uint64_t at_seq, const char *model)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        char *b = p->event_buf;
+        size_t len = p->event_len, pos = 0;
+        publish_json_printf(b, len, &pos, "{\"stream\":");
+        publish_json_string(b, len, &pos, ps->st->name);
+        publish_json_printf(b, len, &pos, ",\"from\":");
+        if (c->from)
+            publish_json_string(b, len, &pos, c->from);
+        else
+            publish_json_printf(b, len, &pos, "null");
+        publish_json_printf(b, len, &pos, ",\"to\":");
+        publish_json_string(b, len, &pos, c->to);
+        publish_json_printf(b, len, &pos, ",\"seq\":%" PRIu64 ",\"sample\":%" PRIu64 ",\"t\":",
+                            c->seq, c->sample);
+        publish_json_printf(b, len, &pos, isfinite(c->t) ? "%.6f" : "null", c->t);
+        publish_json_printf(b, len, &pos, ",\"at_seq\":%" PRIu64 ",\"agree\":%u,\"windows\":%u,"
+                            "\"confidence\":%.4g,\"score\":", at_seq, c->agree, c->windows,
+                            (double)c->agree / c->windows);
+        publish_json_printf(b, len, &pos, isfinite(c->score) ? "%.6g" : "null", c->score);
+        publish_json_printf(b, len, &pos, ",\"model\":");
+        publish_json_string(b, len, &pos, model);
+        publish_json_printf(b, len, &pos, "}");
+        if (pos < len) {
+            int rc = publish_raw(p->pub, "_events", b);
+            if (rc < 0 && rc != -ECANCELED)
+                p->publish_errors++;
+            return;
+        }
+        if (!event_room(p, pos + 1))
+            break;
+    }
+    p->publish_errors++;
+}
+
+/* The "_state" message: every stream's state and since when. */
+static void publish_state(pipeline *p)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    pthread_mutex_lock(&p->mu);
+    for (int tries = 0; tries < 2; tries++) {
+        char *b = p->event_buf;
+        size_t len = p->event_len, pos = 0;
+        publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"streams\":[",
+                            (double)now.tv_sec + now.tv_nsec / 1e9);
+        for (unsigned i = 0; i < p->n_reg; i++) {
+            const struct pl_stream *ps = p->reg[i];
+            const char *st = sm_state(ps->sm);
+            publish_json_printf(b, len, &pos, "%s{\"stream\":", i ? "," : "");
+            publish_json_string(b, len, &pos, ps->st->name);
+            publish_json_printf(b, len, &pos, ",\"state\":");
+            if (st) {
+                uint64_t seq, sample;
+                double t;
+                sm_since(ps->sm, &seq, &sample, &t);
+                publish_json_string(b, len, &pos, st);
+                publish_json_printf(b, len, &pos, ",\"seq\":%" PRIu64 ",\"sample\":%" PRIu64
+                                    ",\"t\":", seq, sample);
+                publish_json_printf(b, len, &pos, isfinite(t) ? "%.6f" : "null", t);
+            } else {
+                publish_json_printf(b, len, &pos, "null,\"seq\":null,\"sample\":null,\"t\":null");
+            }
+            publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64 "}", ps->events);
+        }
+        publish_json_printf(b, len, &pos, "]}");
+        if (pos < len) {
+            pthread_mutex_unlock(&p->mu);
+            int rc = publish_raw(p->pub, "_state", b);
+            if (rc < 0 && rc != -ECANCELED)
+                p->publish_errors++;
+            return;
+        }
+        if (!event_room(p, pos + 1))
+            break;
+    }
+    pthread_mutex_unlock(&p->mu);
+    p->publish_errors++;
+}
+
 static void publish_slot(pipeline *p, struct slot *sl)
 {
     struct pl_stream *ps = sl->ps;
     const struct pl_model *g = sl->model;
+    const char *vname = NULL;
+    int vote = vote_of(sl, &vname);
+    struct sm_change change;
+    if (ps->sm_model != g->id) {
+        sm_forget(ps->sm);
+        ps->sm_model = g->id;
+    }
+    bool changed = sm_push(ps->sm, vote, vname, sl->seq, sl->sample, sl->t,
+                           sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NAN
+                                                                         : sl->probs[sl->cls],
+                           &change);
     struct result r = {
         .stream = ps->st->name,
         .seq = sl->seq,
@@ -1080,6 +1256,7 @@ static void publish_slot(pipeline *p, struct slot *sl)
         .t = sl->t,
         .cls = sl->cls,
         .label = sl->cls < 0 ? NULL : sl->unknown ? "unknown" : net_class_name(g->m, sl->cls),
+        .state = sm_state(ps->sm),
         .score = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NAN : sl->probs[sl->cls],
         .probs = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NULL : sl->probs,
         .logits = sl->cls < 0 || net_kind(g->m) == NET_ANOMALY ? NULL : sl->logits,
@@ -1100,6 +1277,10 @@ static void publish_slot(pipeline *p, struct slot *sl)
         p->publish_abandoned++;
     else if (rc < 0)
         p->publish_errors++;
+    if (changed) {
+        publish_event(p, ps, &change, sl->seq, net_digest(g->m));
+        ps->events++;
+    }
     uint64_t us = (uint64_t)(latency_ns(sl) / 1000);
     stats_hist_add(&ps->lat, us);
     stats_hist_add(&p->lat_interval, us);
@@ -1146,6 +1327,11 @@ static void *publisher_main(void *arg)
             publish_stats(p, (double)(now - t0) / 1e9, false);
             /* the next one a period after this one ended, whatever it cost */
             next_stats = mono_ns() + period;
+            pthread_mutex_lock(&p->mu);
+        }
+        if (publish_state_wanted(p->pub)) {
+            pthread_mutex_unlock(&p->mu);
+            publish_state(p);
             pthread_mutex_lock(&p->mu);
         }
         /* Every done slot from tail on, sent with the lock released and
@@ -1195,7 +1381,9 @@ int pipeline_start(pipeline *p, publisher *pub)
     p->pub = pub;
     p->stats_len = stats_size(p->n_reg);
     p->stats_buf = malloc(p->stats_len);
-    if (!p->stats_buf)
+    p->event_len = 4096;
+    p->event_buf = malloc(p->event_len);
+    if (!p->stats_buf || !p->event_buf)
         return -ENOMEM;
     for (unsigned i = 0; i < p->n_workers; i++) {
         struct worker_arg *a = malloc(sizeof *a);
@@ -1293,6 +1481,7 @@ void pipeline_destroy(pipeline *p)
     free(p->slots);
     free(p->slot_mem);
     free(p->stats_buf);
+    free(p->event_buf);
     if (p->wake_ok)
         sem_destroy(&p->wake);
     pthread_cond_destroy(&p->cv_work);

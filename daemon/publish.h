@@ -55,6 +55,7 @@ struct result {
     double        t;            /* Unix time of the window's first sample */
     int           cls;          /* -1: no class (quality not ok): class, label null */
     const char   *label;        /* NULL: null */
+    const char   *state;        /* the smoothed state (pipeline.c "States"); NULL: null */
     float         score;
     const float  *probs;        /* n_classes values */
     const float  *logits;       /* n_classes values */
@@ -129,5 +130,10 @@ void publish_json_printf(char *buf, size_t len, size_t *pos, const char *fmt, ..
  * a subscriber that disconnects unsubscribes from all its topics), as of the
  * last publish or wait call, which read the subscription messages. */
 unsigned publish_subscribers(const publisher *p);
+/* Reads the subscription messages waiting; true once after a subscription
+ * to exactly "_state" arrived: the caller then publishes the "_state"
+ * message (pipeline.c "States").  (Not "" or "_": a subscriber to
+ * everything is not asking, and would otherwise get one at every join.) */
+bool publish_state_wanted(publisher *p);
 
 #endif

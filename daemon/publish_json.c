@@ -196,6 +196,11 @@ size_t publish_format(const struct result *r, char *buf, size_t len)
         jw_string(&w, r->label);
     else
         jw_puts(&w, "null");
+    jw_puts(&w, ",\"state\":");
+    if (r->state)
+        jw_string(&w, r->state);
+    else
+        jw_puts(&w, "null");
     if (r->cls >= 0)
         jw_printf(&w, ",\"class\":%d,\"score\":", r->cls);
     else

@@ -45,6 +45,7 @@ struct publisher {
     char        *buf;
     size_t       cap;
     unsigned     subs;          /* subscribe minus unsubscribe messages */
+    bool         state_wanted;  /* a subscription to exactly "_state" came in */
     const volatile sig_atomic_t *abort;
     char       **bound;         /* ZMQ_LAST_ENDPOINT per endpoint */
     unsigned     n_bound;
@@ -59,7 +60,8 @@ static int set_int(void *sock, int opt, int v)
  * Reading them also keeps libzmq's queue of them from growing. */
 static void drain_subscriptions(publisher *p)
 {
-    unsigned char m[1];
+    static const char state_topic[] = "_state";
+    unsigned char m[sizeof state_topic + 1];
 
     for (;;) {
         int n = zmq_recv(p->sock, m, sizeof m, ZMQ_DONTWAIT);
@@ -67,11 +69,26 @@ static void drain_subscriptions(publisher *p)
             return;             /* EAGAIN (nothing more) or EINTR: later */
         if (n < 1)
             continue;
-        if (m[0] == 1)
+        if (m[0] == 1) {
             p->subs++;
-        else if (m[0] == 0 && p->subs > 0)
+            /* (n is the full length, even when cut to sizeof m) */
+            size_t tl = (size_t)n - 1;
+            if (tl == sizeof state_topic - 1 && !memcmp(m + 1, state_topic, tl))
+                p->state_wanted = true;
+        } else if (m[0] == 0 && p->subs > 0) {
             p->subs--;
+        }
     }
+}
+
+bool publish_state_wanted(publisher *p)
+{
+    if (!p->sock)
+        return false;
+    drain_subscriptions(p);
+    bool w = p->state_wanted;
+    p->state_wanted = false;
+    return w;
 }
 
 /* true if a process accepts connections on the AF_UNIX socket at path (a

@@ -88,7 +88,7 @@ def replay(tridentd, model, recs, hop, channel, workers=0):
             m = json.loads(ln)
         except ValueError:
             continue
-        if "seq" not in m or "stream" not in m:
+        if "label" not in m or "stream" not in m:     # _stats, _events
             continue
         s = m["stream"]
         base, _, ch = s.partition("/")

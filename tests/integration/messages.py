@@ -13,7 +13,7 @@ import json
 import math
 import re
 
-FIELDS = ("stream", "seq", "sample", "t", "label", "class", "score", "probs",
+FIELDS = ("stream", "seq", "sample", "t", "label", "state", "class", "score", "probs",
           "logits", "quality", "rms", "peak", "crest", "kurtosis", "gap", "latency_us",
           "model")
 # Only with a model that has a detector (model/FORMAT.md "Detector").
@@ -67,6 +67,8 @@ def check_message(topic_bytes, json_bytes, n_classes=None):
             fail(f"{f} is not an integer >= 0: {d[f]!r}")
     if not _is_float(d["t"]):
         fail(f"t is not a finite JSON real: {d['t']!r}")
+    if d["state"] is not None and (not isinstance(d["state"], str) or not d["state"]):
+        fail(f"state is neither null nor a non-empty string: {d['state']!r}")
     if d["quality"] not in QUALITIES:
         fail(f"quality {d['quality']!r} is not one of {QUALITIES}")
     if ("anomaly" in d) != ("threshold" in d):

@@ -52,7 +52,7 @@ def replay(binary, files, hop):
             d = json.loads(body)
             if topic == b"_stats":
                 stats.append(d)
-            else:
+            elif not topic.startswith(b"_"):    # not _events, _state
                 by.setdefault(topic.decode(), []).append(d)
             quiet = None
             continue

@@ -111,7 +111,8 @@ def one_loss(gaps, hop):
 
 
 def windows_of(msgs, stream):
-    return sorted((m for m in msgs if m.get("stream") == stream), key=lambda m: m["seq"])
+    return sorted((m for m in msgs if m.get("stream") == stream and "label" in m),
+                  key=lambda m: m["seq"])
 
 
 def daemon_conf(tmp, model, stream, stats=0.0):

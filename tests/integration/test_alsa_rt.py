@@ -80,7 +80,7 @@ def run(cmd, env, tmp, seconds):
                 pass
     with open(err_path, "rb") as f:
         err = f.read().decode(errors="replace")
-    w = sorted((m for m in msgs if m.get("stream") == "pac"), key=lambda m: m["seq"])
+    w = sorted((m for m in msgs if m.get("stream") == "pac" and "label" in m), key=lambda m: m["seq"])
     return w, err, rc, samples
 
 

@@ -55,6 +55,8 @@ def replay(path, model):
         d = json.loads(line)
         if "streams" in d:
             stats = d
+        elif "from" in d:               # a state change (_events)
+            continue
         else:
             msgs.append(check_message(d["stream"], line))
     return msgs, stats

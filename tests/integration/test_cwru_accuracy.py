@@ -93,7 +93,7 @@ def daemon_labels(tridentd, files, impl, tap):
                 if len(frames) != 2:
                     continue
                 m = json.loads(frames[1])
-                if "seq" not in m:  # _stats
+                if "label" not in m:  # _stats, _events, _state
                     continue
                 per = got.setdefault(m["stream"], {})
                 dups += m["seq"] in per

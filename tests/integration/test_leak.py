@@ -67,7 +67,7 @@ class Collector(threading.Thread):
             if not self.sub.poll(20):
                 continue
             topic, body = self.sub.recv_multipart()
-            if topic == b"_stats":
+            if topic.startswith(b"_"):      # _stats, _events, _state
                 continue
             try:
                 d = check_message(topic, body)

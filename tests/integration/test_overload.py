@@ -124,6 +124,8 @@ def run(binary, tmp):
     notify.close()
     by = {}
     for _, topic, body in raw:
+        if topic.startswith(b"_"):      # _events, _state
+            continue
         by.setdefault(topic.decode(), []).append(json.loads(body))
     return dict(rc=p.returncode, err=err, by=by, stats=stats, status=status,
                 alive=alive_until_term, stop_s=(t_exit - t_term) if t_term else None)

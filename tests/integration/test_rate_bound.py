@@ -36,7 +36,7 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
     r = subprocess.run([exe, "--stdout", "--replay", ok], capture_output=True,
                        text=True, timeout=300)
     m = re.search(r"stream rate200: (\d+) windows", r.stderr)
-    n = sum('"seq"' in ln for ln in r.stdout.splitlines())
+    n = sum('"label"' in ln for ln in r.stdout.splitlines())
     T.ok(f"{tag}: a 200-Hz recording (60x) replays ({n} windows), exit 0",
          r.returncode == 0 and m and n == int(m.group(1)) > 0, f"rc={r.returncode} {r.stderr[-300:]}")
 T.done()

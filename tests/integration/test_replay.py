@@ -116,7 +116,7 @@ def replay(files, m, *args, subscribe=True, endpoint=None, timeout=60, stats=Fal
         while time.monotonic() < deadline:
             if poller.poll(5):
                 msgs.append(tuple(f.decode() for f in sub.recv_multipart()))
-                if first is None and msgs[-1][0] != "_stats":
+                if first is None and not msgs[-1][0].startswith("_"):
                     first = time.monotonic()
                 quiet_since = None
                 continue
@@ -140,13 +140,14 @@ def results(msgs):
     """Classification messages by stream, as parsed dicts, in arrival order."""
     by = {}
     for topic, text in msgs:
-        if topic == "_stats":
+        if topic.startswith("_"):      # _stats, _events, _state
             continue
         by.setdefault(topic, []).append(json.loads(text))
     return by
 
 
 FIELDS = {"stream": str, "seq": int, "sample": int, "t": (int, float), "label": str,
+          "state": (str, type(None)),
           "class": int, "score": (int, float), "probs": list, "logits": list,
           "quality": str, "rms": float, "peak": float, "crest": float, "kurtosis": float,
           "gap": bool, "latency_us": int, "model": str}
@@ -155,7 +156,7 @@ FIELDS = {"stream": str, "seq": int, "sample": int, "t": (int, float), "label": 
 def check_fields(msgs, m, ncls=4):
     """Every message has exactly the DESIGN.md fields, typed; None or why not."""
     for topic, text in msgs:
-        if topic == "_stats":
+        if topic.startswith("_"):      # _stats, _events, _state
             continue
         try:
             check_message(topic, text, n_classes=ncls)
@@ -291,7 +292,8 @@ def paced_latency(path, rate, mz):
     while time.monotonic() < deadline:
         if sub.poll(50):
             f = sub.recv_multipart()
-            raw.append((time.time(), f[1]))      # parsed later: keep the lag small
+            if not f[0].startswith(b"_"):       # not _events, _state
+                raw.append((time.time(), f[1]))  # parsed later: keep the lag small
             quiet = None
             continue
         if p.poll() is not None:
@@ -395,7 +397,7 @@ def main():
 
     # 5. --stdout writes the same objects as ZeroMQ
     msgs, out, err, rc, _ = replay([three], mz, "--stdout", "--hop", "2048")
-    zl = [t for topic, t in msgs if topic != "_stats"]
+    zl = [t for topic, t in msgs if topic not in ("_stats", "_state")]
     sl = [ln for ln in out.splitlines() if ln.strip()]
     tap.ok("--stdout lines equal the ZeroMQ messages", rc == 0 and sl == zl and len(zl) > 0,
            f"{len(sl)} lines, {len(zl)} messages")
@@ -429,7 +431,7 @@ def main():
         except ValueError as e:
             why = f"{e}: {ln[:120]!r}"
             break
-        k = "stats" if "streams" in d else "result"
+        k = "stats" if "streams" in d else "event" if "from" in d else "result"
         kinds[k] = kinds.get(k, 0) + 1
         names = [x["stream"] for x in d["streams"]] if k == "stats" else [d["stream"]]
         if names != ["caf\ufffd"]:

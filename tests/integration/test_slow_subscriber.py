@@ -69,7 +69,9 @@ def observe(p, healthy, seconds):
     end = time.monotonic() + seconds
     while time.monotonic() < end and p.poll() is None:
         if healthy.poll(20):
-            _, body = healthy.recv_multipart()
+            topic, body = healthy.recv_multipart()
+            if topic.startswith(b"_"):      # _events, _state
+                continue
             got.append((time.monotonic(), json.loads(body)["seq"]))
     return got
 

@@ -36,7 +36,7 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
          r.returncode == 64 and "--stats-interval" in r.stderr, f"rc={r.returncode}")
     r = subprocess.run([exe, "--stats-interval", "0.1", "--stdout", "--replay", WAV],
                        capture_output=True, text=True, timeout=300)
-    lines = [ln for ln in r.stdout.splitlines() if '"seq"' in ln]
+    lines = [ln for ln in r.stdout.splitlines() if '"label"' in ln]
     m = re.search(r"stream ball: (\d+) windows", r.stderr)
     T.ok(f"{tag}: --stats-interval 0.1 replays every window and exits 0 ({len(lines)})",
          r.returncode == 0 and m and len(lines) == int(m.group(1)) > 0,

@@ -156,7 +156,7 @@ int main(int argc, char **argv)
             probs[c] = (float)(exp(logits[c] - mx) / sum);
         struct result r = {
             .stream = names[k], .seq = seq, .sample = seq * 512, .t = 1767225600.0 + seq * 512 / 12000.0,
-            .cls = best, .label = label_buf[best], .score = probs[best], .probs = probs,
+            .cls = best, .label = label_buf[best], .state = label_buf[best], .score = probs[best], .probs = probs,
             .logits = logits, .n_classes = (int)classes, .gap = seq % 7 == 3,
             .quality = "ok", .rms = 0.5, .peak = 1.5, .crest = 3.0, .kurtosis = 3.0,
             .latency_us = (int64_t)(seq % 1000), .model = "0123456789ab",

@@ -39,10 +39,10 @@ static json_t *parse(const char *s)
 /* Every DESIGN.md field, in order, with its JSON type, and nothing else. */
 TEST(format_fields_and_types)
 {
-    static const char *const names[] = { "stream", "seq", "sample", "t", "label", "class", "score",
-                                         "probs", "logits", "gap", "latency_us", "model" };
+    static const char *const names[] = { "stream", "seq", "sample", "t", "label", "state", "class",
+                                         "score", "probs", "logits", "gap", "latency_us", "model" };
     static const json_type types[] = { JSON_STRING, JSON_INTEGER, JSON_INTEGER, JSON_REAL,
-                                       JSON_STRING, JSON_INTEGER, JSON_REAL, JSON_ARRAY,
+                                       JSON_STRING, JSON_NULL, JSON_INTEGER, JSON_REAL, JSON_ARRAY,
                                        JSON_ARRAY, JSON_TRUE, JSON_INTEGER, JSON_STRING };
     struct result r = sample_result();
     char buf[2048];
@@ -52,9 +52,9 @@ TEST(format_fields_and_types)
     CHECK(strchr(buf, '\n') == NULL);
     json_t *j = parse(buf);
     REQUIRE(j && json_is_object(j));
-    CHECKF(json_object_size(j) == 12, "%zu fields", json_object_size(j));
+    CHECKF(json_object_size(j) == 13, "%zu fields", json_object_size(j));
     const char *prev = buf;
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < 13; i++) {
         json_t *v = json_object_get(j, names[i]);
         CHECKF(v != NULL, "missing %s", names[i]);
         if (!v)
