@@ -1090,6 +1090,11 @@ static void drain(pipeline *pl)
         }
         sleep_tick();
     }
+    /* A second signal or the deadline: what is still queued is given up
+     * (counted), not classified first; that can take seconds on a slow
+     * machine. */
+    if (__atomic_load_n(&abort_flag, __ATOMIC_RELAXED))
+        pipeline_abandon(pl);
 }
 
 /* ---- main --------------------------------------------------------------------- */

@@ -1320,8 +1320,12 @@ static void *publisher_main(void *arg)
         /* stop first, then stats: a stats message never delays a stop; and
          * no `continue` after one, so done slots go out between any two
          * (a tiny interval cannot starve them: issue 16). */
-        if (p->abort)
+        if (p->abort) {
+            /* Between two batches: every slot from tail to head is cut
+             * but will never go out (pipeline_abandon, a failed start). */
+            p->publish_abandoned += p->head - p->tail;
             break;
+        }
         if (now >= next_stats) {
             pthread_mutex_unlock(&p->mu);
             publish_stats(p, (double)(now - t0) / 1e9, false);
@@ -1453,8 +1457,8 @@ void pipeline_join(pipeline *p)
     if (p->publish_errors)
         log_warn("%" PRIu64 " messages could not be published", p->publish_errors);
     if (p->publish_abandoned)
-        log_warn("%" PRIu64 " results abandoned at the hard stop (a subscriber took "
-                 "nothing)", p->publish_abandoned);
+        log_warn("%" PRIu64 " results abandoned at the hard stop (a second signal, "
+                 "or a subscriber that took nothing)", p->publish_abandoned);
 }
 
 uint64_t pipeline_publish_errors(const pipeline *p)
@@ -1548,6 +1552,17 @@ void pipeline_latency(const pipeline *p, uint64_t *p50, uint64_t *p99, uint64_t 
     *p50 = atomic_load_explicit(&q->status_p50, memory_order_relaxed);
     *p99 = atomic_load_explicit(&q->status_p99, memory_order_relaxed);
     *max = atomic_load_explicit(&q->status_max, memory_order_relaxed);
+}
+
+void pipeline_abandon(pipeline *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->abort = true;
+    pthread_cond_broadcast(&p->cv_work);
+    pthread_cond_broadcast(&p->cv_done);
+    pthread_cond_broadcast(&p->cv_free);
+    pthread_mutex_unlock(&p->mu);
+    pipeline_discard(p);        /* and wake the windower */
 }
 
 void pipeline_discard(pipeline *p)

@@ -152,6 +152,12 @@ void     pipeline_latency(const pipeline *p, uint64_t *p50, uint64_t *p99, uint6
  * in a bounded time however far behind an overload left the pipeline.
  * Windows already cut are still classified and published. */
 void     pipeline_discard(pipeline *p);
+/* Hard stop (a second signal, or the drain's deadline): the threads leave
+ * at once, as they are.  Windows cut but not yet published are neither
+ * classified nor sent; the publisher counts them with the abandoned sends
+ * (pipeline_join logs the total).  The rings' samples are the sources'
+ * summaries' business, as after any stop. */
+void     pipeline_abandon(pipeline *p);
 
 /* Where every sample of a stream went, as `_stats` and the exit summary
  * report it.  In the stream's samples, for a stream at the model's rate:
