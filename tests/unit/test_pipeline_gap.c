@@ -83,7 +83,8 @@ static int run(struct source *s, bool *flagged, int max)
     char line[8192];
     rewind(f);
     while (fgets(line, sizeof line, f)) {
-        char *q = strstr(line, "\"seq\":");
+        /* results only: an _events line (a state change) has a seq too */
+        char *q = strstr(line, "\"label\":") ? strstr(line, "\"seq\":") : NULL;
         int seq = q ? atoi(q + 6) : -1;
         if (seq >= 0 && seq < max) {
             flagged[seq] = strstr(line, "\"gap\":true") != NULL;
