@@ -212,12 +212,13 @@ train: $(BUILD)/bin/trident-prep
 # make install: programs, unit, man pages, the example config (an existing
 # one is kept: it is the operator's) and the default model.  The unit's
 # paths follow SBINDIR and SYSCONFDIR.
-# trident-train and trident-eval: launchers in BINDIR running the Python
+# trident-train, trident-eval and trident-label: launchers in BINDIR running the Python
 # modules in PYDIR with Debian's /usr/bin/python3; trident-prep (the daemon's
 # reader and resampler, which training needs) in LIBEXECDIR.
 MAN_PAGES := packaging/tridentd.8 packaging/trident.conf.5 packaging/trident-sub.1
 PY_MODULES := model/train/net.py model/train/export.py model/train/dataset.py model/train/detector.py \
-              model/train/card.py model/train/trident_train.py model/train/trident_eval.py
+              model/train/card.py model/train/trident_train.py model/train/trident_eval.py \
+              model/train/trident_label.py
 install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub $(BUILD)/bin/trident-prep
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) \
 	    $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PYDIR) \
@@ -234,7 +235,7 @@ install: $(BUILD)/bin/tridentd $(BUILD)/bin/trident-sub $(BUILD)/bin/trident-pre
 	install -m 755 $(BUILD)/bin/trident-prep $(DESTDIR)$(LIBEXECDIR)/trident-prep
 	install -m 644 $(PY_MODULES) $(DESTDIR)$(PYDIR)/
 	install -m 644 VERSION $(DESTDIR)$(PYDIR)/VERSION
-	for t in train eval; do \
+	for t in train eval label; do \
 	    sed -e 's|@LIBEXECDIR@|$(LIBEXECDIR)|' -e 's|@SBINDIR@|$(SBINDIR)|' -e 's|@PYDIR@|$(PYDIR)|' \
 	        packaging/trident-$$t.in >$(DESTDIR)$(BINDIR)/trident-$$t && \
 	    chmod 755 $(DESTDIR)$(BINDIR)/trident-$$t && \

@@ -187,6 +187,57 @@ static const struct key keys[] = {
     { "smooth.hold", K_UINT, S(SC_STREAM, smooth_hold), .lo = 0, .hi = 1000000, .idef = 0,
       .doc = "Windows a new state is kept before it may change again (hysteresis "
              "in time)." },
+    { "record", K_GROUP, S(SC_STREAM, record_path), .def_doc = "off",
+      .doc = "Record the stream's samples as captured (at the device's or the "
+             "file's rate, before resampling) into 32-bit float WAV files that "
+             "rotate by size and age, each with a JSON sidecar (stream, input, rate, "
+             "format, first sample, start time, losses, model). On when record.path "
+             "is set, or for every stream with tridentd --record DIR. The capture "
+             "thread never waits on the disk: samples the writer cannot keep up with "
+             "are counted in _stats and listed in the sidecar; a write error or a "
+             "full disk stops the recording (one log line, \"stopped\" in _stats), "
+             "not the classification." },
+    { "record.path", K_STR, S(SC_STREAM, record_path), .flags = F_PATH, .def_doc = "none: off",
+      .doc = "Directory of the recordings (created if missing): files "
+             "STREAM-YYYYmmddTHHMMSSZ-FIRSTSAMPLE.wav and .json (a stream name's "
+             "characters other than letters, digits, '.', '-' and '_' become '_'). "
+             "A relative path is resolved against the directory of this file." },
+    { "record.max_bytes", K_UINT, S(SC_STREAM, record_max_bytes), .lo = 4096,
+      .hi = 4294967295LL, .idef = 256 * 1024 * 1024, .def_doc = "268435456 (256 MiB)",
+      .doc = "A new file is started before a file would grow beyond this many bytes." },
+    { "record.max_age", K_DBL, S(SC_STREAM, record_max_age), .dlo = 1, .dhi = 604800,
+      .ddef = 3600,
+      .doc = "Seconds of samples (at the stream's rate) after which a new file is started." },
+    { "keep", K_GROUP, S(SC_STREAM, keep_path), .def_doc = "off",
+      .doc = "Keep the interesting windows as clips for labelling "
+             "(trident-label(1)): windows whose top probability is below "
+             "keep.unsure_below, labelled \"unknown\" or \"anomaly\", or that "
+             "changed the smoothed state. A clip is the window's 1024 samples at the "
+             "model's rate as they were classified (after resampling, before "
+             "normalisation), a 32-bit float WAV, with a JSON sidecar (stream, seq, "
+             "sample, time, label, state, probabilities, model). On when keep.path is set." },
+    { "keep.path", K_STR, S(SC_STREAM, keep_path), .flags = F_PATH, .def_doc = "none: off",
+      .doc = "Directory of the clips (created if missing): files "
+             "STREAM-SEQ-LABEL.wav and .json. A relative path is resolved against "
+             "the directory of this file." },
+    { "keep.unsure_below", K_DBL, S(SC_STREAM, keep_unsure_below), .dlo = 0, .dhi = 1,
+      .ddef = 0.6,
+      .doc = "Keep a classified window whose top probability is below this (0: none "
+             "for this reason)." },
+    { "keep.unknown", K_BOOL, S(SC_STREAM, keep_unknown), .idef = 1,
+      .doc = "Keep the windows labelled \"unknown\" (a classifier's open-set detector)." },
+    { "keep.anomaly", K_BOOL, S(SC_STREAM, keep_anomaly), .idef = 1,
+      .doc = "Keep the windows an anomaly model labels \"anomaly\"." },
+    { "keep.events", K_BOOL, S(SC_STREAM, keep_events), .idef = 1,
+      .doc = "Keep the window that changed the smoothed state." },
+    { "keep.max_bytes", K_UINT, S(SC_STREAM, keep_max_bytes), .lo = 4096,
+      .hi = 4294967295LL, .idef = 64 * 1024 * 1024, .def_doc = "67108864 (64 MiB)",
+      .doc = "Bytes of clips and sidecars this stream writes in one run at most; beyond "
+             "it windows are no longer kept (counted as \"capped\" in _stats)." },
+    { "keep.max_per_minute", K_UINT, S(SC_STREAM, keep_max_per_minute), .lo = 1,
+      .hi = 100000, .idef = 60,
+      .doc = "At most this many clips a minute; the others are counted as "
+             "\"rate_limited\" in _stats." },
     { "path", K_STR, S(SC_FILE, path), .flags = F_REQUIRED | F_PATH,
       .doc = "The recording. A relative path is resolved against the "
              "directory of this file." },
@@ -376,6 +427,12 @@ static int dup_fields(void *dst, bool stream)
 }
 
 static void stream_free(struct cfg_stream *s) { free_fields(s, true); }
+
+void cfg_stream_free(struct cfg_stream *s)
+{
+    stream_free(s);
+    memset(s, 0, sizeof *s);
+}
 
 int cfg_stream_defaults(struct cfg_stream *s, enum cfg_type type)
 {
@@ -918,6 +975,10 @@ int cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errl
     if (o->stats_interval >= 0)
         c->stats_interval = o->stats_interval;
     c->wait_subscribers = o->wait_subscribers;
+    if (o->record)
+        for (unsigned i = 0; i < c->n_streams; i++)
+            if (cfg_set_string(&c->streams[i].record_path, o->record))
+                return -ENOMEM;
     return cfg_validate(c, err, errlen);
 }
 

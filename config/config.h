@@ -56,6 +56,15 @@ struct cfg_stream {
     int           rt_priority;   /* 0: none; 1..99 SCHED_FIFO */
     char        **channel_names; /* optional; for alsa exactly `channels` entries */
     unsigned      n_channel_names;
+    /* record = { ... }: the captured samples on disk (daemon/record.h) */
+    char         *record_path;   /* NULL: not recorded */
+    unsigned      record_max_bytes;
+    double        record_max_age; /* seconds */
+    /* keep = { ... }: clips of the interesting windows */
+    char         *keep_path;     /* NULL: nothing kept */
+    double        keep_unsure_below;
+    bool          keep_unknown, keep_anomaly, keep_events;
+    unsigned      keep_max_bytes, keep_max_per_minute;
     int           line;          /* line in the config file; 0 if from the command line */
 };
 
@@ -87,6 +96,7 @@ struct cfg_cli {
     int                to_stdout;        /* < 0: unset, else 0/1 */
     double             stats_interval;   /* < 0: unset */
     unsigned           wait_subscribers;
+    const char        *record;           /* --record DIR: record.path of every stream */
 };
 #define CFG_CLI_UNSET { .workers = -1, .to_stdout = -1, .stats_interval = -1 }
 
@@ -135,6 +145,9 @@ int  cfg_set_string(char **field, const char *v);
 /* Same settings (every field but `line`)?  For SIGHUP: a stream whose name is
  * in both configs and that compares equal keeps running. */
 bool cfg_stream_equal(const struct cfg_stream *a, const struct cfg_stream *b);
+/* Release what a stream owns (its strings and lists; not s itself) and
+ * zero it: the one free for a cfg_stream made by cfg_stream_defaults(). */
+void cfg_stream_free(struct cfg_stream *s);
 
 /* Index of the stream called NAME in c, or -1. */
 int  cfg_find_stream(const struct cfg *c, const char *name);

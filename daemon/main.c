@@ -60,6 +60,7 @@
 #include "net.h"
 #include "notify.h"
 #include "pipeline.h"
+#include "record.h"
 #include "publish.h"
 #include "source.h"
 
@@ -106,11 +107,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: tridentd [-c FILE] [--model M] [--workers N] [--stdout] [--endpoint E]...\n"
-"                [--wait-subscribers N] [--stats-interval S]\n"
+"                [--wait-subscribers N] [--stats-interval S] [--record DIR]\n"
 "       tridentd --check [-c FILE]\n"
 "       tridentd --replay FILE... [--model M] [--hop N] [--pace fast|realtime]\n"
 "                [--loop] [--workers N] [--stdout] [--endpoint E]...\n"
-"                [--wait-subscribers N] [--stats-interval S]\n"
+"                [--wait-subscribers N] [--stats-interval S] [--record DIR]\n"
 "       tridentd --version | --help\n"
 "\n"
 "Classifies live (ALSA) or recorded (WAV/FLAC) streams window by window and\n"
@@ -141,6 +142,8 @@ static void usage(FILE *f)
 "                         (default " DEFAULT_ENDPOINT ")\n"
 "  --wait-subscribers N   start only once N subscriptions have arrived\n"
 "  --stats-interval S     seconds between \"_stats\" messages (default 10, 0: off)\n"
+"  --record DIR           record every stream's samples as captured into DIR\n"
+"                         (record.path of every stream, trident.conf(5))\n"
 "  --version, --help\n"
 "\n"
 "Signals: SIGINT/SIGTERM stop reading, classify and publish what was read\n"
@@ -182,18 +185,6 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
 }
 
 /* Release a cfg_stream that is not in a struct cfg (cfg_add_stream copied it). */
-static void stream_tmp_free(struct cfg_stream *s)
-{
-    free(s->name);
-    free(s->path);
-    free(s->device);
-    free(s->format);
-    for (unsigned i = 0; i < s->n_channel_names; i++)
-        free(s->channel_names[i]);
-    free(s->channel_names);
-    memset(s, 0, sizeof *s);
-}
-
 /* The shipped model: installed, or beside a build tree's binary. */
 static char *default_model(void)
 {
@@ -229,7 +220,7 @@ static char *file_stem(const char *path)
 }
 
 enum { OPT_REPLAY = 256, OPT_MODEL, OPT_HOP, OPT_PACE, OPT_WORKERS, OPT_STDOUT,
-       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_VERSION, OPT_HELP, OPT_CHECK };
+       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_RECORD, OPT_VERSION, OPT_HELP, OPT_CHECK };
 
 /* What the command line says.  Settings that a configuration file also has
  * go into cli (config.h: they override the file, and again on a reload);
@@ -260,6 +251,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "wait-subscribers", required_argument, NULL, OPT_WAIT },
         { "loop",             no_argument,       NULL, OPT_LOOP },
         { "stats-interval",   required_argument, NULL, OPT_STATS },
+        { "record",           required_argument, NULL, OPT_RECORD },
         { "config",           required_argument, NULL, 'c' },
         { "check",            no_argument,       NULL, OPT_CHECK },
         { "version",          no_argument,       NULL, OPT_VERSION },
@@ -304,6 +296,13 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->cli.workers = (int)u;
             break;
         case OPT_STDOUT: a->cli.to_stdout = 1; break;
+        case OPT_RECORD:
+            if (!*optarg) {
+                log_err("--record: an empty directory name");
+                return EX_USAGE_;
+            }
+            a->cli.record = optarg;
+            break;
         case OPT_ENDPOINT: {
             char em[400];
             if (cfg_check_endpoint(optarg, em, sizeof em) < 0) {
@@ -412,7 +411,7 @@ static int build_cfg(struct args *a, struct cfg *c)
         s.path = strdup(a->files[i]);
         s.name = s.path ? file_stem(s.path) : NULL;
         rc = (s.path && s.name) ? cfg_add_stream(c, &s) : -ENOMEM;
-        stream_tmp_free(&s);
+        cfg_stream_free(&s);
         if (rc < 0)
             return EX_OSERR_;
         const struct cfg_stream *added = &c->streams[c->n_streams - 1];
@@ -535,6 +534,7 @@ struct run_src {
     struct source src;
     struct cfg    own;          /* one stream; src.cfg points at own.streams[0] */
     bool          added;        /* its streams are in the pipeline */
+    recorder     *rec;          /* its streams have record/keep taps on it */
     bool          started;
     /* What the main loop last saw of its device (watch_devices()). */
     bool          down;
@@ -546,6 +546,8 @@ static void run_src_free(struct run_src *r)
 {
     if (!r)
         return;
+    if (r->rec)
+        recorder_detach(r->rec, &r->src);   /* stopped and released: write the rest */
     if (r->src.ops)
         r->src.ops->close(&r->src);
     cfg_free(&r->own);
@@ -583,6 +585,7 @@ struct daemon {
     publisher       *pub;
     struct run_src **src;            /* running sources, in configuration order */
     unsigned         n_src;
+    recorder        *rec;            /* the recordings' writer, once a stream needs it */
     struct notify_wd wd;
     uint64_t         status_us, status_windows;
     double           rate;           /* windows/s over the last STATUS= period */
@@ -737,6 +740,20 @@ static int add_stream(struct daemon *d, const struct cfg *c, const struct cfg_st
     if (!r) {
         snprintf(err, errlen, "%s%s", where, msg);
         return rc;
+    }
+    if (s->record_path || s->keep_path) {
+        if (!d->rec && (rc = recorder_create(&d->rec, msg, sizeof msg)) < 0) {
+            snprintf(err, errlen, "%s%s", where, msg);
+            run_src_free(r);
+            return rc;
+        }
+        recorder_set_model(d->rec, net_digest(pipeline_model(d->pl)));
+        if ((rc = recorder_attach(d->rec, &r->src, msg, sizeof msg)) < 0) {
+            snprintf(err, errlen, "%s%s", where, msg);
+            run_src_free(r);
+            return rc;
+        }
+        r->rec = d->rec;
     }
     rc = pipeline_add_source(d->pl, &r->src, msg, sizeof msg);
     if (rc < 0) {
@@ -962,6 +979,8 @@ static void reload(struct daemon *d)
         log_model(nm);
         log_info("model %s replaces %s from the next window on", net_digest(nm), old_digest);
         rc = pipeline_set_model(d->pl, nm, err, sizeof err);
+        if (rc == 0 && d->rec)
+            recorder_set_model(d->rec, net_digest(nm));
         if (rc < 0) {
             log_err("reload refused, running on as before: %s", err);
             snprintf(d->note, sizeof d->note, "reload failed: %s", err);
@@ -1292,6 +1311,7 @@ out_sources:
     for (unsigned i = d.n_src; i-- > 0;)
         run_src_free(d.src[i]);
     free(d.src);
+    recorder_destroy(d.rec);
     if (hard_flag && d.pub)
         publish_no_linger(d.pub);   /* "at once": drop what is still queued */
     publish_destroy(d.pub);

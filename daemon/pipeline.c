@@ -58,6 +58,7 @@
  * and reopens (times it came back).
  */
 #include "pipeline.h"
+#include "record.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -102,7 +103,7 @@ struct pl_model {
 struct pl_stream;
 
 struct slot {
-    float            *x;              /* NET_WIN samples, normalised in place */
+    float            *x;              /* NET_WIN raw samples (the model's rate) */
     float            *logits;         /* SLOT_CLASSES */
     float            *probs;          /* SLOT_CLASSES */
     struct pl_stream *ps;
@@ -177,6 +178,7 @@ struct pipeline {
 
     unsigned          n_workers;
     pthread_t        *worker_tid;
+    float            *norm_mem;       /* NET_WIN per worker: its window, normalised */
     unsigned          workers_started;
     pthread_t         windower_tid, publisher_tid;
     bool              windower_started, publisher_started, joined;
@@ -353,7 +355,8 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
     size_t per = NET_WIN + 2 * SLOT_CLASSES;
     p->slots = calloc(p->n_slots, sizeof *p->slots);
     p->slot_mem = aligned_alloc(64, sizeof(float) * per * p->n_slots);
-    if (!p->slots || !p->slot_mem)
+    p->norm_mem = aligned_alloc(64, sizeof(float) * NET_WIN * p->n_workers);
+    if (!p->slots || !p->slot_mem || !p->norm_mem)
         goto nomem;
     memset(p->slot_mem, 0, sizeof(float) * per * p->n_slots);
     for (unsigned i = 0; i < p->n_slots; i++) {
@@ -947,7 +950,7 @@ static bool tail_ready(const pipeline *p)
  * normalised ones.  An anomaly model's class is normal/anomaly by the
  * score; a classifier's window scoring above the threshold is "unknown"
  * (its class and probabilities still given). */
-static void classify(const struct pl_model *g, net_scratch *scr, struct slot *sl)
+static void classify(const struct pl_model *g, net_scratch *scr, float *xn, struct slot *sl)
 {
     const struct pl_stream *ps = sl->ps;
     const net_model *m = g->m;
@@ -969,8 +972,9 @@ static void classify(const struct pl_model *g, net_scratch *scr, struct slot *sl
         sl->cls = sl->anomaly > sl->threshold;
         return;
     }
-    norm_apply(g->norm, sl->x, sl->x, NET_WIN);
-    net_forward(m, scr, sl->x, sl->logits);
+    /* out of place: the raw window stays for keep = { ... } */
+    norm_apply(g->norm, sl->x, xn, NET_WIN);
+    net_forward(m, scr, xn, sl->logits);
     net_softmax(sl->logits, g->n_classes, sl->probs);
     sl->cls = net_argmax(sl->probs, g->n_classes);
     sl->unknown = net_detector_dim(m) && sl->anomaly > sl->threshold;
@@ -1002,7 +1006,7 @@ static void *worker_main(void *arg)
         struct pl_model *g = sl->model;
         pthread_mutex_unlock(&p->mu);
 
-        classify(g, g->scratch[id], sl);
+        classify(g, g->scratch[id], p->norm_mem + (size_t)id * NET_WIN, sl);
 
         pthread_mutex_lock(&p->mu);
         sl->done = true;
@@ -1018,7 +1022,7 @@ static void *worker_main(void *arg)
 /* Room for every stream's line with a fully escaped name. */
 static size_t stats_size(unsigned n_streams)
 {
-    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512);
+    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512 + REC_STATS_MAX);
 }
 
 /* ... and the states' names (the publisher's; a class name has no bound). */
@@ -1081,6 +1085,7 @@ static void publish_stats(pipeline *p, double uptime, bool final)
         else
             publish_json_printf(b, len, &pos, "null");
         publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64, ps->events);
+        rec_stats_json(ps->st->rec, ps->st->keep, b, len, &pos);
         publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
                  atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
@@ -1277,6 +1282,8 @@ static void publish_slot(pipeline *p, struct slot *sl)
         p->publish_abandoned++;
     else if (rc < 0)
         p->publish_errors++;
+    if (ps->st->keep)
+        keep_offer(ps->st->keep, &r, sl->x, g->m, changed);
     if (changed) {
         publish_event(p, ps, &change, sl->seq, net_digest(g->m));
         ps->events++;
@@ -1484,6 +1491,7 @@ void pipeline_destroy(pipeline *p)
     free(p->worker_tid);
     free(p->slots);
     free(p->slot_mem);
+    free(p->norm_mem);
     free(p->stats_buf);
     free(p->event_buf);
     if (p->wake_ok)

@@ -14,6 +14,7 @@
  * "Can seqlocks get along with programming language memory models?", 2012).
  */
 #include "source.h"
+#include "record.h"
 
 #include <errno.h>
 #include <string.h>
@@ -156,6 +157,8 @@ void stream_note_drop(struct stream *st, uint64_t n)
     }
     /* Release: whoever sees the new count sees the entry and the flags. */
     atomic_fetch_add_explicit(&st->dropped, n, memory_order_release);
+    if (st->rec)
+        rec_loss(st->rec, n);
 }
 
 bool stream_gap_before(struct stream *st, uint64_t end, uint64_t *newest)
@@ -205,6 +208,11 @@ void stream_commit(struct stream *st, uint32_t n)
     /* Release: a reader that sees the samples (ring, written) sees their
      * entry, which is published first. */
     atomic_store_explicit(&st->wlog_n, j + 1, memory_order_release);
+    if (st->rec) {
+        struct ring_vec v;
+        ring_write_vec(st->ring, &v);   /* the segments just filled */
+        rec_push(st->rec, &v, n);
+    }
     ring_write_commit(st->ring, n);
     atomic_fetch_add_explicit(&st->written, n, memory_order_release);
 }

@@ -101,6 +101,11 @@ struct stream {
     } wlog[STREAM_WLOG];
     _Atomic uint32_t  wlog_n;    /* entries complete */
     _Atomic uint32_t  wlog_w;    /* entries begun (a seqlock of sorts) */
+    /* record = { ... } and keep = { ... } (record.h): set by recorder_attach()
+     * before the capture thread starts, cleared by recorder_detach() after
+     * it stopped and the pipeline released the stream; NULL: off. */
+    struct rec_tap   *rec;       /* stream_commit/stream_note_drop feed it */
+    struct rec_tap   *keep;      /* the publisher offers it windows */
 };
 
 struct source;

@@ -19,6 +19,7 @@ for f in opt/tri/sbin/tridentd opt/tri/bin/trident-sub opt/tri/lib/systemd/syste
          opt/tri/share/man/man5/trident.conf.5 opt/tri/share/man/man1/trident-sub.1 \
          opt/tri/bin/trident-train opt/tri/bin/trident-eval opt/tri/lib/trident/trident-prep \
          opt/tri/share/man/man1/trident-train.1 opt/tri/share/man/man1/trident-eval.1 \
+         opt/tri/bin/trident-label opt/tri/share/man/man1/trident-label.1 opt/tri/share/trident/python/trident_label.py \
          opt/tri/share/trident/python/trident_train.py opt/tri/share/trident/python/dataset.py; do
     [ -f "$d/$f" ] && ok "installed /$f" || fail "missing /$f"
 done
