@@ -205,7 +205,7 @@ static const struct key keys[] = {
     { "record.max_bytes", K_UINT, S(SC_STREAM, record_max_bytes), .lo = 4096,
       .hi = 4294967295LL, .idef = 256 * 1024 * 1024, .def_doc = "268435456 (256 MiB)",
       .doc = "A new file is started before a file would grow beyond this many bytes." },
-    { "record.max_age", K_DBL, S(SC_STREAM, record_max_age), .dlo = 1, .dhi = 604800,
+    { "record.max_age", K_DBL, S(SC_STREAM, record_max_age), .dlo = 0.1, .dhi = 604800,
       .ddef = 3600,
       .doc = "Seconds of samples (at the stream's rate) after which a new file is started." },
     { "keep", K_GROUP, S(SC_STREAM, keep_path), .def_doc = "off",

@@ -22,6 +22,8 @@
  * in the file (they never were in the stream).  Entries wait on the
  * producer side (pend_*) while the loss queue is full, and the samples
  * that would need them are lost with them: a position is never guessed.
+ * A file source at pace = fast is the exception: it waits for the stream
+ * ring already (lossless), and rec_push() waits for the queue as well.
  *
  * Files are 32-bit float WAV, mono, at the stream's rate: the samples the
  * daemon classified, bit-exact (16- and 24-bit input converts to float
@@ -39,7 +41,8 @@
  * samples and its metadata, the probabilities already formatted.  The rate
  * limit (max_per_minute, per minute of CLOCK_MONOTONIC) and the size cap
  * (each clip counts as KEEP_CLIP_BYTES) are checked by the publisher; a
- * full set of slots is counted too.
+ * full set of slots is counted too, except for a fast file source, whose
+ * publisher waits for the writer (the replay of a recording loses nothing).
  *
  * The writer wakes every WRITER_TICK_MS, or at once for a detach.  The tap
  * list is under r->mu; the writer unlinks a tap when it has finished it and
@@ -47,7 +50,8 @@
  * the writer never follows a pointer to a freed one.
  *
  * Test hook: TRIDENT_TEST_RECORD_DELAY_MS=N makes the writer sleep N ms
- * after every write of at most REC_CHUNK samples (a slow disk).
+ * after every write of at most REC_CHUNK samples (a slow disk), except for
+ * the last drain of a tap at its detach.
  */
 #include "record.h"
 
@@ -107,6 +111,7 @@ struct rec_tap {
     /* recording, set at attach */
     ring            *q;
     uint64_t         max_samples;    /* per file */
+    bool             wait;           /* a fast file source: wait for room, lose nothing */
     double           max_age;
     /* capture thread */
     uint64_t         pos;            /* samples offered so far (stream position) */
@@ -319,6 +324,7 @@ static struct rec_tap *tap_new(recorder *r, struct stream *st, const struct cfg_
     t->r = r;
     t->st = st;
     t->keep = keep;
+    t->wait = c->type == CFG_FILE && c->pace == CFG_PACE_FAST;
     safe_name(t->name, sizeof t->name, st->name);
     snprintf(t->dir, sizeof t->dir, "%s", keep ? c->keep_path : c->record_path);
     snprintf(t->input, sizeof t->input, "%s", c->type == CFG_FILE ? c->path : c->device);
@@ -490,6 +496,19 @@ void rec_push(struct rec_tap *t, const struct ring_vec *v, uint32_t n)
         return;
     }
     uint32_t space = ring_write_space(t->q);
+    /* A fast file source waits for its stream ring already (lossless):
+     * it waits for the disk too.  The writer drains on its own. */
+    while (t->wait && space < n && !atomic_load_explicit(&t->stopped, memory_order_relaxed)) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        space = ring_write_space(t->q);
+    }
+    if (atomic_load_explicit(&t->stopped, memory_order_relaxed)) {
+        add(&t->unrecorded, n);
+        t->pos += n;
+        t->pend_in_n = 0;
+        return;
+    }
     if (t->losing && space < ring_capacity(t->q) / 2)
         space = 0;
     if (space < n || !push_pending(t)) {
@@ -540,6 +559,12 @@ void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
     }
     uint32_t h = atomic_load_explicit(&t->k_head, memory_order_relaxed);
     uint32_t tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
+    while (t->wait && h - tl >= KEEP_SLOTS) {
+        /* a fast file source: the publisher waits for the writer */
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
+    }
     if (h - tl >= KEEP_SLOTS) {
         add(&t->full, 1);
         return;
@@ -568,7 +593,7 @@ void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
             if (i)
                 publish_json_printf(k->probs, sizeof k->probs, &pos, ",");
             publish_json_string(k->probs, sizeof k->probs, &pos, net_class_name(m, i));
-            publish_json_printf(k->probs, sizeof k->probs, &pos, ":%.6g", (double)r->probs[i]);
+            publish_json_printf(k->probs, sizeof k->probs, &pos, ":%.9g", (double)r->probs[i]);
         }
         publish_json_printf(k->probs, sizeof k->probs, &pos, "}");
         if (pos >= sizeof k->probs)
@@ -684,9 +709,9 @@ static void note_loss(struct rec_tap *t, unsigned why, uint64_t n)
         t->f_loss_more++;
 }
 
-static void writer_sleep(const recorder *r)
+static void writer_sleep(const recorder *r, bool final)
 {
-    if (!r->delay_ms)
+    if (!r->delay_ms || final)      /* the test's slow disk ends with the stop */
         return;
     struct timespec ts = { r->delay_ms / 1000, (long)(r->delay_ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
@@ -694,7 +719,7 @@ static void writer_sleep(const recorder *r)
 
 /* Write n queued samples (stream positions wpos...) into files, rotating
  * as needed.  false once the recording stopped. */
-static bool write_samples(struct rec_tap *t, uint32_t n)
+static bool write_samples(struct rec_tap *t, uint32_t n, bool final)
 {
     while (n > 0) {
         if (t->sf && (t->f_n >= t->max_samples || (double)t->f_n >= t->max_age * t->st->rate))
@@ -713,7 +738,7 @@ static bool write_samples(struct rec_tap *t, uint32_t n)
         if (k > room)
             k = (uint32_t)room;
         sf_count_t w = sf_write_float(t->sf, v.p[0], k);
-        writer_sleep(t->r);
+        writer_sleep(t->r, final);
         if (w != (sf_count_t)k) {
             char path[PATH_MAX + 8];
             snprintf(path, sizeof path, "%s.wav", t->base);
@@ -768,7 +793,7 @@ static void service_record(struct rec_tap *t, bool final)
             ring_read_commit(t->q, (uint32_t)lim);
             t->wpos += lim;
             add(&t->unrecorded, lim);
-        } else if (!write_samples(t, (uint32_t)lim)) {
+        } else if (!write_samples(t, (uint32_t)lim, final)) {
             /* stopped part-way: count again, the rest is discarded above */
             avail = ring_read_avail(t->q);
             continue;
@@ -808,7 +833,7 @@ static void service_keep(struct rec_tap *t)
                 sf_command(sf, SFC_SET_ADD_PEAK_CHUNK, NULL, SF_FALSE);
                 ok = sf_write_float(sf, k->x, NET_WIN) == NET_WIN;
                 ok &= sf_close(sf) == 0;
-                writer_sleep(t->r);
+                writer_sleep(t->r, false);
             }
             if (ok) {
                 size_t pos = 0;
@@ -829,7 +854,7 @@ static void service_keep(struct rec_tap *t)
                 else
                     publish_json_printf(b, sizeof b, &pos, "null");
                 publish_json_printf(b, sizeof b, &pos, ",\"quality\":\"%s\",\"score\":", k->quality);
-                publish_json_printf(b, sizeof b, &pos, isfinite(k->score) ? "%.6g" : "null",
+                publish_json_printf(b, sizeof b, &pos, isfinite(k->score) ? "%.9g" : "null",
                                     k->score);
                 publish_json_printf(b, sizeof b, &pos, ",\"anomaly\":");
                 publish_json_printf(b, sizeof b, &pos, isfinite(k->anomaly) ? "%.6g" : "null",

@@ -8,10 +8,14 @@ pretend systemd notify socket, random exported models and their PyTorch logits.
 """
 import atexit
 import hashlib
+import json
 import os
+import select
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -274,3 +278,67 @@ def sanitizer_report(text):
         if any(k in ln for k in SANITIZER_MARKS):
             return ln
     return ""
+
+
+# ---- a daemon run with --stdout-like JSON on stdout (test_alsa, test_record) ----
+
+def run_daemon(binary, conf, env, seconds, want=None):
+    """Run tridentd -c conf for up to `seconds` (or until want(msgs) is true),
+    then SIGTERM; return (messages, stderr, exit status).  Messages read
+    before the SIGTERM carry their arrival time (time.time()) in "_rx"."""
+    p = subprocess.Popen([binary, "-c", conf], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    msgs, buf, end = [], b"", time.monotonic() + seconds
+    os.set_blocking(p.stdout.fileno(), False)
+    while time.monotonic() < end and p.poll() is None:
+        r, _, _ = select.select([p.stdout], [], [], 0.1)
+        if r:
+            chunk = p.stdout.read() or b""
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    try:
+                        msgs.append(dict(json.loads(line), _rx=time.time()))
+                    except ValueError:
+                        pass
+        if want and want(msgs):
+            break
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    for line in (buf + (out or b"")).split(b"\n"):
+        if line.strip():
+            try:
+                msgs.append(json.loads(line))
+            except ValueError:
+                pass
+    return msgs, err.decode(errors="replace"), p.returncode
+
+
+def windows_of(msgs, stream):
+    return sorted((m for m in msgs if m.get("stream") == stream and "label" in m),
+                  key=lambda m: m["seq"])
+
+
+def daemon_conf(tmp, model, stream, stats=0.0):
+    path = os.path.join(tmp, "trident.conf")
+    with open(path, "w") as f:
+        f.write(f'model = "{model}";\nworkers = 1;\n'
+                f'publish = {{ endpoints = [ "ipc://{tmp}/pub" ]; stdout = true; '
+                f'stats_interval = {stats}; }};\n'
+                f'streams = ( {stream} );\n')
+    return path
+
+
+def last_stats(msgs, stream):
+    """The stream's entry in the last _stats message, or {}."""
+    for m in reversed(msgs):
+        for s in m.get("streams", []) if isinstance(m.get("streams"), list) else []:
+            if s.get("stream") == stream:
+                return s
+    return {}

@@ -33,8 +33,6 @@ The unit test tests/unit/test_alsa_source.c checks the drop counts themselves.
 import glob
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+from harness import daemon_conf, last_stats, run_daemon, windows_of  # noqa: E402
 
 WIN = 1024
 RATE = 12000
@@ -66,72 +65,10 @@ def recording():
     return np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
 
 
-def run_daemon(binary, conf, env, seconds, want=None):
-    """Run tridentd -c conf for up to `seconds` (or until want(msgs) is true),
-    then SIGTERM; return (messages, stderr, exit status).  Messages read
-    before the SIGTERM carry their arrival time (time.time()) in "_rx"."""
-    p = subprocess.Popen([binary, "-c", conf], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    msgs, buf, end = [], b"", time.monotonic() + seconds
-    os.set_blocking(p.stdout.fileno(), False)
-    while time.monotonic() < end and p.poll() is None:
-        r, _, _ = select.select([p.stdout], [], [], 0.1)
-        if r:
-            chunk = p.stdout.read() or b""
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if line.strip():
-                    try:
-                        msgs.append(dict(json.loads(line), _rx=time.time()))
-                    except ValueError:
-                        pass
-        if want and want(msgs):
-            break
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-    try:
-        out, err = p.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-    for line in (buf + (out or b"")).split(b"\n"):
-        if line.strip():
-            try:
-                msgs.append(json.loads(line))
-            except ValueError:
-                pass
-    return msgs, err.decode(errors="replace"), p.returncode
-
-
 def one_loss(gaps, hop):
     """Gap flags of one loss: the windows holding its first sample, 1024 / hop
     of them in a row (hop divides 1024 here)."""
     return bool(gaps) and gaps == list(range(gaps[0], gaps[0] + max(1, 1024 // hop)))
-
-
-def windows_of(msgs, stream):
-    return sorted((m for m in msgs if m.get("stream") == stream and "label" in m),
-                  key=lambda m: m["seq"])
-
-
-def daemon_conf(tmp, model, stream, stats=0.0):
-    path = os.path.join(tmp, "trident.conf")
-    with open(path, "w") as f:
-        f.write(f'model = "{model}";\nworkers = 1;\n'
-                f'publish = {{ endpoints = [ "ipc://{tmp}/pub" ]; stdout = true; '
-                f'stats_interval = {stats}; }};\n'
-                f'streams = ( {stream} );\n')
-    return path
-
-
-def last_stats(msgs, stream):
-    """The stream's entry in the last _stats message, or {}."""
-    for m in reversed(msgs):
-        for s in m.get("streams", []) if isinstance(m.get("streams"), list) else []:
-            if s.get("stream") == stream:
-                return s
-    return {}
 
 
 def stats_of(msgs, stream):
