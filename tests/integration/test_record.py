@@ -41,7 +41,7 @@ ERRS = []
 
 
 def run(*a, **k):
-    msgs, err, rc = run(*a, **k)
+    msgs, err, rc = run_daemon(*a, **k)
     ERRS.append(err)
     return msgs, err, rc
 
