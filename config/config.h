@@ -1,6 +1,6 @@
 /* config.h — the daemon's configuration as a plain struct.
  *
- * cfg_load() parses a libconfig file (../DESIGN.md "Config") through one key
+ * cfg_load() parses a libconfig file (docs/DESIGN.md "Config") through one key
  * table in config.c; the same table gives cfg_print_help() (the config part of
  * --help), cfg_write_example() (config/trident.conf) and the bounds checked by
  * cfg_validate().  The command line fills the same struct (--replay builds one

@@ -3,7 +3,7 @@
  * A thin layer over libsystemd's sd_notify(): each call sends one datagram to
  * $NOTIFY_SOCKET and does nothing, returning 0, when it is not set (started
  * by hand, in tests).  Call from the main thread only, never from a signal
- * handler.  The protocol, as main uses it (DESIGN.md "Service"):
+ * handler.  The protocol, as main uses it (docs/DESIGN.md "Service"):
  *
  *   start:    ... init chain ...  notify_ready()          READY=1
  *   running:  notify_status("3 streams, 35.2 windows/s, 0 dropped")
@@ -31,7 +31,7 @@ int notify_watchdog(void);                               /* WATCHDOG=1 */
  * WATCHDOG_USEC, or WATCHDOG_PID names another process). */
 uint64_t notify_watchdog_usec(void);
 
-/* Watchdog pings that prove progress (DESIGN.md "Service": not a timer that
+/* Watchdog pings that prove progress (docs/DESIGN.md "Service": not a timer that
  * would keep pinging while the pipeline is stuck).  The main loop calls
  * notify_wd_tick() whenever it wakes (at least every notify_wd_timeout_ms())
  * with the pipeline's progress counter (say, windows published) and whether

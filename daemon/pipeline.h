@@ -31,7 +31,7 @@
  *
  * latency_us, up to the publish_result() call (the time a message carries
  * cannot include its own send; the _stats and exit summaries measure up to
- * its return), is measured, as DESIGN.md says, from the moment the window's
+ * its return), is measured, as docs/DESIGN.md says, from the moment the window's
  * last sample entered its ring (source.h: the ring-entry log every write
  * goes through), for every kind of source: the time samples wait in the
  * ring, the resampler, the slots and the workers counts; the time a source

@@ -2,7 +2,7 @@
  *
  * One publisher thread owns the publisher (ZeroMQ sockets are not
  * thread-safe).  Messages are two frames: the topic (stream name) and one
- * JSON object (../DESIGN.md "Messages").  The socket is an XPUB; what
+ * JSON object (docs/DESIGN.md "Messages").  The socket is an XPUB; what
  * happens when a subscriber's high-water mark (hwm) is reached is the
  * caller's choice, publish_opts.nodrop:
  *
@@ -31,7 +31,7 @@
  * for a subscriber that cannot take them within 2 s are lost, so exit never
  * hangs on a stuck peer.
  *
- * JSON (publish_format): fields in DESIGN.md's order; floats as %.9g (exact
+ * JSON (publish_format): fields in docs/DESIGN.md's order; floats as %.9g (exact
  * float32 round trip; ".0" added to integral values, so score, probs, logits
  * are always JSON reals), t as %.6f (microseconds); a non-finite number (NaN,
  * ±Inf) is written as null, since JSON has no such values; latency_us below 0

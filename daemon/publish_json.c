@@ -1,5 +1,5 @@
 /* publish_json.c — one classification as the one-line JSON object of
- * DESIGN.md "Messages" (publish_format, see publish.h for the rules), and
+ * docs/DESIGN.md "Messages" (publish_format, see publish.h for the rules), and
  * the same string and number writing for the "_stats" object
  * (publish_json_string, publish_json_printf).
  *

@@ -34,7 +34,7 @@
  *     `written` count after the write, CLOCK_MONOTONIC time) for every write
  *     before committing it, in a history of STREAM_WLOG entries, so the
  *     pipeline can measure a window's latency from the moment its last
- *     sample entered the ring (DESIGN.md's latency_us), not from the moment
+ *     sample entered the ring (docs/DESIGN.md's latency_us), not from the moment
  *     it was captured (a source writes in blocks: a 5 ms chunk, an ALSA
  *     period).  STREAM_WLOG covers a full ring of a realtime-paced file
  *     (about 273 chunks) with room to spare.

@@ -6,7 +6,7 @@
  * NAME for a mono file, NAME/0, NAME/1... (or NAME/<channel_names[i]>)
  * otherwise, where NAME is the configured stream name (the command line
  * passes the file's basename without extension).  The capture thread reads float frames (libsndfile
- * divides integers by 2^(bits-1), as DESIGN.md asks), de-interleaves each
+ * divides integers by 2^(bits-1), as docs/DESIGN.md asks), de-interleaves each
  * channel straight into the free segments of its ring, and:
  *
  *   pace = fast      writes as fast as the rings take it; a full ring makes

@@ -5,7 +5,7 @@
  * net_scratch, allocated once; net_forward() allocates nothing.
  *
  * net_forward_ref() is the specification: plain C, layer by layer as in
- * ../DESIGN.md.  net_forward() runs the implementation chosen at load time
+ * docs/DESIGN.md.  net_forward() runs the implementation chosen at load time
  * (a fast kernel for this CPU, or the reference when TRIDENT_NET=ref).
  */
 #ifndef TRIDENT_NET_H

@@ -1,6 +1,6 @@
 /* net_ref.c — the reference forward pass: the specification of the network.
  *
- * Plain C, layer by layer exactly as DESIGN.md "The network" and
+ * Plain C, layer by layer exactly as docs/DESIGN.md "The network" and
  * model/train/net.py: Conv1d with zero padding, MaxPool1d, no activations,
  * branches k = 3, 5, 7 from pool1's output, pool2 the max over the 8
  * remaining positions, concatenation in branch order, then fc.  Sums are in

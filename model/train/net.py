@@ -1,6 +1,6 @@
 """net.py — trident's network as a PyTorch module, with the seed's layer names.
 
-The forward is exactly the seed network's (../../DESIGN.md "The network"):
+The forward is exactly the seed network's (docs/DESIGN.md "The network"):
 no activation functions, max-pooling is the only non-linearity; BN is defined
 but unused, so its tensors appear in the state_dict and the daemon ignores
 them.  The C reference (model/net_ref.c) implements the same function.

@@ -1,4 +1,4 @@
-"""messages.py — the DESIGN.md "Messages" contract as one check for every test.
+"""messages.py — the docs/DESIGN.md "Messages" contract as one check for every test.
 
     from messages import check_message
     d = check_message(topic, body, n_classes=4)   # the parsed dict, or AssertionError

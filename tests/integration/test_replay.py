@@ -4,7 +4,7 @@ Recordings cut from the CWRU data (../shared/data/cwru) are written as
 WAV/FLAC files, random models are exported with model/train/export.py, and
 the real daemon replays them to a python3-zmq SUB socket (--wait-subscribers 1,
 so nothing is missed).  Every window of every channel must arrive exactly
-once, in seq order, with every DESIGN.md field typed, and with the logits
+once, in seq order, with every docs/DESIGN.md field typed, and with the logits
 PyTorch computes on the same samples (normalised as the model's metadata
 says) within 1e-4 * max|logit|.  Then: hop values, worker counts, sample
 formats, real-time pacing, resampling, --stdout, bad input and its exit
@@ -28,7 +28,7 @@ import zmq
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402  (also puts model/train on sys.path)
 
-from messages import check_message  # noqa: E402  (the DESIGN.md contract, typed)
+from messages import check_message  # noqa: E402  (the docs/DESIGN.md contract, typed)
 
 WIN = 1024
 TOL = 1e-4
@@ -154,7 +154,7 @@ FIELDS = {"stream": str, "seq": int, "sample": int, "t": (int, float), "label": 
 
 
 def check_fields(msgs, m, ncls=4):
-    """Every message has exactly the DESIGN.md fields, typed; None or why not."""
+    """Every message has exactly the docs/DESIGN.md fields, typed; None or why not."""
     for topic, text in msgs:
         if topic.startswith("_"):      # _stats, _events, _state
             continue

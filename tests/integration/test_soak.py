@@ -6,7 +6,7 @@ inner/ball/outer: no resampling), hop 512, the shipped model, `_stats` every
 STATS_INTERVAL s.  From outside, for TRIDENT_SOAK_SECONDS (default 60; `make
 soak` runs 600) after the first window arrives:
 
-  - one SUB socket receives every message: each window follows the DESIGN.md
+  - one SUB socket receives every message: each window follows the docs/DESIGN.md
     contract, each stream's seq runs 0, 1, 2... without a hole or a repeat,
     no window says "gap", and each stream delivers 12000/512 windows a second
     (counted by arrival after the first WARM seconds, within 2 %: a file

@@ -36,7 +36,7 @@ static json_t *parse(const char *s)
     return j;
 }
 
-/* Every DESIGN.md field, in order, with its JSON type, and nothing else. */
+/* Every docs/DESIGN.md field, in order, with its JSON type, and nothing else. */
 TEST(format_fields_and_types)
 {
     static const char *const names[] = { "stream", "seq", "sample", "t", "label", "state", "class",
