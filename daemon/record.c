@@ -44,7 +44,8 @@
  * full set of slots is counted too, except for a fast file source, whose
  * publisher waits for the writer (the replay of a recording loses nothing).
  *
- * The writer wakes every WRITER_TICK_MS, or at once for a detach.  The tap
+ * The writer wakes every WRITER_TICK_MS, or at once for a detach or a
+ * fast file source waiting for room (a semaphore: sem_post never blocks).  The tap
  * list is under r->mu; the writer unlinks a tap when it has finished it and
  * only then marks it closed, so the main thread frees only unlinked taps and
  * the writer never follows a pointer to a freed one.
@@ -61,6 +62,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -152,7 +154,7 @@ struct rec_tap {
 
 struct recorder {
     pthread_mutex_t  mu;
-    pthread_cond_t   cv;             /* the writer waits here */
+    sem_t            wake;           /* the writer waits here (posted: work waits) */
     pthread_cond_t   cv_closed;      /* detach waits here */
     struct rec_tap  *taps;
     bool             quit;
@@ -273,7 +275,7 @@ int recorder_create(recorder **out, char *err, size_t errlen)
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
+    sem_init(&r->wake, 0, 0);
     pthread_cond_init(&r->cv_closed, &ca);
     pthread_condattr_destroy(&ca);
     const char *d = getenv("TRIDENT_TEST_RECORD_DELAY_MS");
@@ -288,7 +290,7 @@ int recorder_create(recorder **out, char *err, size_t errlen)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         snprintf(err, errlen, "cannot start the recording thread: %s", strerror(rc));
-        pthread_cond_destroy(&r->cv);
+        sem_destroy(&r->wake);
         pthread_cond_destroy(&r->cv_closed);
         pthread_mutex_destroy(&r->mu);
         free(r);
@@ -410,7 +412,7 @@ static void tap_close_wait(recorder *r, struct rec_tap *t)
 {
     pthread_mutex_lock(&r->mu);
     t->closing = true;
-    pthread_cond_signal(&r->cv);
+    sem_post(&r->wake);
     while (!t->closed)
         pthread_cond_wait(&r->cv_closed, &r->mu);
     pthread_mutex_unlock(&r->mu);
@@ -437,10 +439,10 @@ void recorder_destroy(recorder *r)
         return;
     pthread_mutex_lock(&r->mu);
     r->quit = true;
-    pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
+    sem_post(&r->wake);
     pthread_join(r->tid, NULL);
-    pthread_cond_destroy(&r->cv);
+    sem_destroy(&r->wake);
     pthread_cond_destroy(&r->cv_closed);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -499,7 +501,8 @@ void rec_push(struct rec_tap *t, const struct ring_vec *v, uint32_t n)
     /* A fast file source waits for its stream ring already (lossless):
      * it waits for the disk too.  The writer drains on its own. */
     while (t->wait && space < n && !atomic_load_explicit(&t->stopped, memory_order_relaxed)) {
-        struct timespec ts = { 0, 1000000 };
+        struct timespec ts = { 0, 200000 };
+        sem_post(&t->r->wake);
         nanosleep(&ts, NULL);
         space = ring_write_space(t->q);
     }
@@ -561,7 +564,8 @@ void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
     uint32_t tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
     while (t->wait && h - tl >= KEEP_SLOTS) {
         /* a fast file source: the publisher waits for the writer */
-        struct timespec ts = { 0, 1000000 };
+        struct timespec ts = { 0, 200000 };
+        sem_post(&t->r->wake);
         nanosleep(&ts, NULL);
         tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
     }
@@ -925,7 +929,10 @@ static void *writer_main(void *arg)
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
-            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+            pthread_mutex_unlock(&r->mu);
+            while (sem_clockwait(&r->wake, CLOCK_MONOTONIC, &ts) < 0 && errno == EINTR)
+                ;
+            pthread_mutex_lock(&r->mu);
         }
     }
     pthread_mutex_unlock(&r->mu);

@@ -23,7 +23,13 @@
  *
  * The stages are the per-window work besides the network (health: the raw
  * window's rms/peak/crest/kurtosis; detector: the spectral features and
- * the detector's score, when the model has a detector), on one thread.
+ * the detector's score, when the model has a detector), on one thread;
+ * record: what record = { ... } adds to every window, its 1024 samples
+ * pushed by the capture thread (rec_push) and written by the recorder's
+ * writer thread into rotating float WAV files in a temporary directory
+ * (removed after), RECORD_WINDOWS windows per measure, timed until the
+ * writer has closed the last file; its CPU_MEDIAN counts the whole
+ * process's CPU time (both threads).
  *
  * Rates are per second of wall clock (what a user gets on this machine at
  * this moment); CPU_MEDIAN is the same per second of the threads' own CPU
@@ -32,15 +38,21 @@
  *
  * Not a test: nothing here is checked (tests/unit/test_net_fast.c is).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "net.h"
+#include "record.h"
+#include "source.h"
 #include "winfeat.h"
 
 #define MAX_REPEATS 64
@@ -118,8 +130,67 @@ static float windows[64][NET_WIN];
  * What the pipeline's classify() does to every window before or beside the
  * forward pass (daemon/pipeline.c), each measured alone on one thread so
  * that table.py can print it as a share of the network's time. */
-enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, NSTAGES };
-static const char *const stage_name[NSTAGES] = { "net", "health", "detector" };
+enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, STAGE_RECORD, NSTAGES };
+static const char *const stage_name[NSTAGES] = { "net", "health", "detector", "record" };
+#define RECORD_WINDOWS 20000
+
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[PATH_MAX + 300];
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* The record stage: windows/s through a real recorder (see the top). */
+static void run_record(struct job *j)
+{
+    char dir[] = "/tmp/trident-bench-rec-XXXXXX", err[256];
+    struct cfg_stream c;
+    struct stream st;
+    struct source src = { .streams = &st, .n_streams = 1, .cfg = &c };
+    recorder *r = NULL;
+    memset(&st, 0, sizeof st);
+    memset(&c, 0, sizeof c);
+    j->rate = j->cpu_rate = -1;
+    if (!mkdtemp(dir) || cfg_stream_defaults(&c, CFG_FILE) < 0)
+        return;
+    c.pace = CFG_PACE_FAST;         /* rec_push waits for the writer: nothing lost */
+    c.record_path = strdup(dir);
+    c.path = strdup("bench");
+    if (!c.record_path || !c.path || stream_init(&st, "bench", 12000, NET_WIN, 1u << 12) < 0
+        || recorder_create(&r, err, sizeof err) < 0 || recorder_attach(r, &src, err, sizeof err) < 0) {
+        fprintf(stderr, "bench: record stage: %s\n", err);
+        goto out;
+    }
+    struct timespec c0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    double t0 = now();
+    for (long n = 0; n < RECORD_WINDOWS; n++) {
+        struct ring_vec v = { { windows[n & 63], NULL }, { NET_WIN, 0 } };
+        rec_push(st.rec, &v, NET_WIN);
+    }
+    recorder_detach(r, &src);       /* the writer drains and closes */
+    double t = now() - t0;
+    struct timespec c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + (c1.tv_nsec - c0.tv_nsec) / 1e9;
+    j->rate = RECORD_WINDOWS / t;
+    j->cpu_rate = RECORD_WINDOWS / cpu;
+out:
+    recorder_destroy(r);
+    if (st.ring)
+        stream_fini(&st);
+    cfg_stream_free(&c);
+    rm_dir(dir);
+}
 
 static double stage_sink;                           /* keeps results live */
 
@@ -152,6 +223,10 @@ static void *run_job(void *arg)
         double w0 = now(), c0 = cpu_now();
         j->rate = probe(iters);
         j->cpu_rate = j->rate * (now() - w0) / (cpu_now() - c0);
+        return NULL;
+    }
+    if (j->stage == STAGE_RECORD) {
+        run_record(j);
         return NULL;
     }
     if (j->stage) {
@@ -315,6 +390,7 @@ int main(int argc, char **argv)
         for (int st = STAGE_HEALTH; st < NSTAGES; st++) {
             if (st == STAGE_DETECTOR && !net_detector_dim(models[0]))
                 continue;
+            /* one thread: the record stage runs two (capture, writer) */
             ser[ns] = (struct series){ .threads = 1, .stage = st, .m = models[0] };
             snprintf(ser[ns].what, sizeof ser[ns].what, "%s", stage_name[st]);
             ns++;
