@@ -200,7 +200,17 @@ def check_build(build):
         conf = daemon_conf(tmp, model, f'{{ name = "xr"; type = "alsa"; device = "txrun"; '
                            f'rate = {RATE}; channels = 2; format = "S16_LE"; hop = {hop}; }}',
                            stats=0.5)
-        msgs, err, rc = run_daemon(binary, conf, env, 2.5)
+
+        def past_gap(ms):
+            # an event, not a time: both channels well past their gap (and
+            # a _stats after it), however slow the build and the machine
+            for ch in (0, 1):
+                w = windows_of(ms, f"xr/{ch}")
+                g = [i for i, m in enumerate(w) if m["gap"]]
+                if not g or len(w) - g[0] <= 15:
+                    return False
+            return last_stats(ms, "xr/0").get("xruns") == 1
+        msgs, err, rc = run_daemon(binary, conf, env, 90, past_gap)
         ok("overrun: daemon exits 0 on SIGTERM", rc == 0, f"rc {rc}: {err[-500:]}")
         st = last_stats(msgs, "xr/0")
         try:
