@@ -972,6 +972,12 @@ int cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errl
     }
     if (o->to_stdout >= 0)
         c->to_stdout = o->to_stdout != 0;
+    if (o->no_publish) {
+        free_list(c->endpoints, c->n_endpoints);
+        c->endpoints = NULL;
+        c->n_endpoints = 0;
+        c->to_stdout = true;
+    }
     if (o->stats_interval >= 0)
         c->stats_interval = o->stats_interval;
     c->wait_subscribers = o->wait_subscribers;

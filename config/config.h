@@ -97,6 +97,7 @@ struct cfg_cli {
     double             stats_interval;   /* < 0: unset */
     unsigned           wait_subscribers;
     const char        *record;           /* --record DIR: record.path of every stream */
+    bool               no_publish;       /* --no-publish: no socket, stdout only */
 };
 #define CFG_CLI_UNSET { .workers = -1, .to_stdout = -1, .stats_interval = -1 }
 

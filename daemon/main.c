@@ -110,7 +110,7 @@ static void usage(FILE *f)
 "                [--wait-subscribers N] [--stats-interval S] [--record DIR]\n"
 "       tridentd --check [-c FILE]\n"
 "       tridentd --replay FILE... [--model M] [--hop N] [--pace fast|realtime]\n"
-"                [--loop] [--workers N] [--stdout] [--endpoint E]...\n"
+"                [--loop] [--workers N] [--stdout] [--endpoint E]... [--no-publish]\n"
 "                [--wait-subscribers N] [--stats-interval S] [--record DIR]\n"
 "       tridentd --version | --help\n"
 "\n"
@@ -140,6 +140,8 @@ static void usage(FILE *f)
 "  --stdout               also write every message as a JSON line on stdout\n"
 "  --endpoint E           ZeroMQ endpoint to bind, repeatable\n"
 "                         (default " DEFAULT_ENDPOINT ")\n"
+"  --no-publish           no ZeroMQ socket: the messages on stdout only (a\n"
+"                         replay beside the service, which holds its port)\n"
 "  --wait-subscribers N   start only once N subscriptions have arrived\n"
 "  --stats-interval S     seconds between \"_stats\" messages (default 10, 0: off)\n"
 "  --record DIR           record every stream's samples as captured into DIR\n"
@@ -188,25 +190,36 @@ static int parse_uint(const char *opt, const char *s, unsigned lo, unsigned hi, 
 /* The shipped model: installed, or beside a build tree's binary. */
 static char *default_model(void)
 {
-    const char *installed = TRIDENT_DATADIR "/" DEFAULT_MODEL;
+    const char *compiled = TRIDENT_DATADIR "/" DEFAULT_MODEL;
     char exe[PATH_MAX], path[PATH_MAX + 64];
 
-    if (access(installed, R_OK) == 0)
-        return strdup(installed);
+    /* PREFIX/sbin/tridentd uses PREFIX/share/trident, whatever PREFIX the
+     * build was configured with (make install PREFIX=/usr after a plain
+     * make: issue 16 item 14); then the compiled-in DATADIR; then, in a
+     * build tree (build/bin/tridentd), the repository's model/. */
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');
-        if (slash) {
+        if (slash)
             *slash = '\0';
-            snprintf(path, sizeof path, "%s/../../model/" DEFAULT_MODEL, exe);
-            if (access(path, R_OK) == 0) {
-                char *real = realpath(path, NULL);
-                return real ? real : strdup(path);
-            }
+    } else
+        exe[0] = '\0';
+    const char *where[] = { "%s/../share/trident/" DEFAULT_MODEL, NULL,
+                            "%s/../../model/" DEFAULT_MODEL };
+    for (unsigned k = 0; k < sizeof where / sizeof *where; k++) {
+        if (!where[k])
+            snprintf(path, sizeof path, "%s", compiled);
+        else if (exe[0])
+            snprintf(path, sizeof path, where[k], exe);
+        else
+            continue;
+        if (access(path, R_OK) == 0) {
+            char *real = realpath(path, NULL);
+            return real ? real : strdup(path);
         }
     }
-    return strdup(installed);   /* for the error message */
+    return strdup(compiled);    /* for the error message */
 }
 
 /* NAME from ".../NAME.ext". */
@@ -220,7 +233,7 @@ static char *file_stem(const char *path)
 }
 
 enum { OPT_REPLAY = 256, OPT_MODEL, OPT_HOP, OPT_PACE, OPT_WORKERS, OPT_STDOUT,
-       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_RECORD, OPT_VERSION, OPT_HELP, OPT_CHECK };
+       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_RECORD, OPT_NO_PUBLISH, OPT_VERSION, OPT_HELP, OPT_CHECK };
 
 /* What the command line says.  Settings that a configuration file also has
  * go into cli (config.h: they override the file, and again on a reload);
@@ -252,6 +265,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "loop",             no_argument,       NULL, OPT_LOOP },
         { "stats-interval",   required_argument, NULL, OPT_STATS },
         { "record",           required_argument, NULL, OPT_RECORD },
+        { "no-publish",       no_argument,       NULL, OPT_NO_PUBLISH },
         { "config",           required_argument, NULL, 'c' },
         { "check",            no_argument,       NULL, OPT_CHECK },
         { "version",          no_argument,       NULL, OPT_VERSION },
@@ -296,6 +310,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->cli.workers = (int)u;
             break;
         case OPT_STDOUT: a->cli.to_stdout = 1; break;
+        case OPT_NO_PUBLISH: a->cli.no_publish = true; break;
         case OPT_RECORD:
             if (!*optarg) {
                 log_err("--record: an empty directory name");
@@ -344,6 +359,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             log_err("unknown option %s (see --help)", argv[optind - 1]);
             return EX_USAGE_;
         }
+    }
+    if (a->cli.no_publish && (a->cli.n_endpoints || a->cli.wait_subscribers)) {
+        log_err("--no-publish: no socket, so no --endpoint and no --wait-subscribers");
+        return EX_USAGE_;
     }
     if (!a->replay && optind < argc) {
         log_err("unexpected argument \"%s\" (files to classify follow --replay)", argv[optind]);
@@ -620,6 +639,13 @@ static void send_status(struct daemon *d)
     uint64_t backlog;
     pipeline_latency(d->pl, &p50, &p99, &max);
     pipeline_queue(d->pl, &depth, &slots, &backlog);
+    if (n == 0 && !d->args->replay) {
+        /* the package's example config: running, but doing nothing */
+        notify_status("no streams configured: add some to %s and reload; model %s%s%s",
+                      d->config ? d->config : "the configuration", net_digest(pipeline_model(d->pl)),
+                      d->note[0] ? "; " : "", d->note);
+        return;
+    }
     notify_status("%u stream%s%s, %.1f windows/s, latency p50 %.1f p99 %.1f max %.1f ms, "
                   "queue %u/%u slots, %" PRIu64 " samples in rings, %" PRIu64 " dropped, %"
                   PRIu64 " gaps, %" PRIu64 " xruns, model %s%s%s", n,
@@ -1226,6 +1252,9 @@ int main(int argc, char **argv)
         pipeline_stream_info(d.pl, i, err, sizeof err);
         log_info("%s", err);
     }
+    if (!pipeline_streams(d.pl) && !args.replay)
+        log_warn("no streams configured (streams = ( ... ); in %s): nothing to classify until "
+                 "a reload adds some (trident.conf(5))", d.config ? d.config : "the configuration");
     log_info("%u workers", pipeline_workers(d.pl));
 
     /* Subscribers: the only wait a signal must be able to cut short. */

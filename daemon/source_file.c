@@ -229,7 +229,14 @@ static int file_open(struct source *s, char *err, size_t errlen)
     while (c->pace == CFG_PACE_REALTIME && cap < (uint32_t)f->info.samplerate
            && cap < FILE_RING_RT_MAX)
         cap <<= 1;
-    /* The config's naming rule, given the file's channel count. */
+    /* The config's naming rule, given the file's channel count: names for
+     * exactly its channels, none left over or missing (issue 16 item 17). */
+    if (c->n_channel_names && c->n_channel_names != (unsigned)f->info.channels) {
+        snprintf(err, errlen, "%s: channel_names: %u names for a file of %d channel%s", path,
+                 c->n_channel_names, f->info.channels, f->info.channels == 1 ? "" : "s");
+        rc = -EINVAL;
+        goto fail;
+    }
     struct cfg_stream named = *c;
     named.channels = (unsigned)f->info.channels;
     for (int ch = 0; ch < f->info.channels; ch++) {

@@ -29,6 +29,13 @@ else
     fail "model/cwru.safetensors is missing (the default model, from the train helper): not installed"
 fi
 [ -x "$d/opt/tri/sbin/tridentd" ] && ok "tridentd is executable" || fail "tridentd not executable"
+# Built for /usr/local, installed under /opt/tri: the binary finds the model
+# of its own prefix (issue 16 item 14), and --no-publish needs no port.
+"$d/opt/tri/sbin/tridentd" --replay tests/fixtures/cwru/ball.wav --no-publish --stats-interval 0 \
+    >"$tmp/out" 2>"$tmp/err"
+grep -q "model $d/opt/tri/share/trident/cwru.safetensors:" "$tmp/err" && [ "$(grep -c '"label"' "$tmp/out")" -gt 0 ] &&
+    ok "the installed tridentd uses the model of its own prefix" ||
+    fail "installed tridentd: $(head -2 "$tmp/err")"
 grep -qx 'ExecStart=/opt/tri/sbin/tridentd -c /opt/tri/etc/trident/trident.conf' \
     "$d/opt/tri/lib/systemd/system/trident.service" && ok "unit paths follow SBINDIR and SYSCONFDIR" ||
     fail "unit ExecStart does not follow SBINDIR/SYSCONFDIR"
