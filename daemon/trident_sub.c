@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,17 +43,27 @@ static void usage(FILE *f)
 
 /* Receive one frame into msg; 1 with more frames following, 0 last, -1 stop
  * or error (errno set; 0 on stop). */
-static int recv_frame(void *sock, zmq_msg_t *msg)
+/* Set once a message came; until then, after HINT_MS, one hint on stderr. */
+#define HINT_MS 5000
+static bool any_message;
+
+static int recv_frame(void *sock, zmq_msg_t *msg, const char *endpoint)
 {
+    unsigned waited_ms = 0;
     for (;;) {
         if (stop) {
             errno = 0;
             return -1;
         }
-        if (zmq_msg_recv(msg, sock, 0) >= 0)
+        if (zmq_msg_recv(msg, sock, 0) >= 0) {
+            any_message = true;
             return zmq_msg_more(msg);
+        }
         if (errno != EAGAIN && errno != EINTR)
             return -1;
+        if (!any_message && waited_ms < HINT_MS && (waited_ms += SLICE_MS) >= HINT_MS)
+            fprintf(stderr, "trident-sub: no messages yet from %s (is tridentd running and "
+                    "publishing there? the topics subscribed to may also be quiet)\n", endpoint);
     }
 }
 
@@ -145,21 +156,21 @@ int main(int argc, char **argv)
     zmq_msg_init(&body);
     zmq_msg_init(&extra);
     while (!count || got < count) {
-        int more = recv_frame(sock, &topic);
+        int more = recv_frame(sock, &topic, endpoint);
         if (more < 0)
             break;
         if (!more) {
             fprintf(stderr, "trident-sub: skipped a message of 1 frame (expected topic and JSON)\n");
             continue;
         }
-        more = recv_frame(sock, &body);
+        more = recv_frame(sock, &body, endpoint);
         if (more < 0)
             break;
         if (more) {
             /* Drain the rest of the message so the next one starts clean. */
             unsigned frames = 2;
             while (more > 0) {
-                more = recv_frame(sock, &extra);
+                more = recv_frame(sock, &extra, endpoint);
                 frames++;
             }
             if (more < 0)

@@ -6,7 +6,9 @@
      another process holds the endpoint) and writes the messages on stdout;
      with --endpoint it is refused, exit 64;
   3. a file stream's channel_names must match its file's channels: refused
-     by --check with one line naming the file, exit 78.
+     by --check with one line naming the file, exit 78;
+  4. trident-sub on an endpoint where nothing publishes says so once, after
+     a few seconds, and still exits 0 at SIGTERM.
 """
 import os
 import signal
@@ -91,4 +93,22 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
     T.ok(f"{tag}: two channel_names for a mono file: --check exits 78, one line naming the file",
          r.returncode == 78 and len(errs) == 1 and WAV in errs[0] and "channel_names" in errs[0],
          f"rc {r.returncode}: {r.stderr[-300:]}")
+
+    # 4. trident-sub and silence (once: it is the same program in every build)
+    if build == os.environ.get("TRIDENT_BUILDS", "build").split()[0]:
+        sub = subprocess.Popen([harness.binpath("trident-sub", build), harness.free_endpoint()],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.set_blocking(sub.stderr.fileno(), False)
+        raw, end = b"", time.monotonic() + 60
+        while b"no messages yet" not in raw and time.monotonic() < end:
+            time.sleep(0.2)
+            raw += sub.stderr.read() or b""
+        time.sleep(0.5)
+        sub.send_signal(signal.SIGTERM)
+        sub.wait(30)
+        raw += sub.stderr.read() or b""
+        got = raw.decode(errors="replace")
+        T.ok("trident-sub with nothing publishing: one hint on stderr, exit 0 at SIGTERM",
+             got.count("no messages yet from tcp://") == 1 and sub.returncode == 0,
+             f"rc {sub.returncode}: {got}")
 T.done()

@@ -298,7 +298,9 @@ def test_trident_sub_and_stdout(build, tag):
            len(bodies) == n and lines[-1] == b"" and lines[:-1] == bodies,
            f"{len(lines) - 1} lines, {len(bodies)} messages")
     tap.ok(f"{tag}: trident-sub prints exactly the JSON frames, one per line, exits 0 at --count",
-           ts_all.returncode == 0 and all_out.split(b"\n") == bodies + [b""] and not all_err,
+           ts_all.returncode == 0 and all_out.split(b"\n") == bodies + [b""]
+           # (a slow start may earn the one "no messages yet" hint; nothing else)
+           and all(b"no messages yet" in ln for ln in all_err.splitlines()),
            f"rc {ts_all.returncode}, {len(all_out.splitlines())} lines, stderr {all_err[:200]!r}")
     want = [b for t, b in got if t == b"feed/1"][:10]
     tap.ok(f"{tag}: trident-sub TOPIC --count 10 prints the first 10 of that topic",
