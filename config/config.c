@@ -92,6 +92,7 @@ struct key {
 };
 
 static const char *const type_names[] = { [CFG_FILE] = "file", [CFG_ALSA] = "alsa", NULL };
+static const char *const foundation_names[] = { "rigid", "flexible", NULL };
 static const char *const pace_names[] = { [CFG_PACE_FAST] = "fast", [CFG_PACE_REALTIME] = "realtime", NULL };
 /* The ALSA names dsp/convert.h converts (cvt_parse). */
 static const char *const format_names[] = { "S16_LE", "S24_LE", "S24_3LE", "S32_LE", "FLOAT_LE", NULL };
@@ -187,6 +188,28 @@ static const struct key keys[] = {
     { "smooth.hold", K_UINT, S(SC_STREAM, smooth_hold), .lo = 0, .hi = 1000000, .idef = 0,
       .doc = "Windows a new state is kept before it may change again (hysteresis "
              "in time)." },
+    { "severity", K_GROUP, S(SC_STREAM, sev_scale), .def_doc = "off",
+      .doc = "Vibration severity, for a stream of acceleration: every severity.seconds "
+             "the velocity RMS in mm/s over 10-1000 Hz (integrated in the frequency "
+             "domain) and its zone A-D for the machine group and foundation, on topic "
+             "_severity (tridentd(8)). On when severity.scale or severity.sensitivity is "
+             "given (one of them). Computed at the model's rate, which must be above 2000 Hz." },
+    { "severity.scale", K_DBL, S(SC_STREAM, sev_scale), .dlo = 0, .dhi = 1e9, .ddef = 0,
+      .doc = "m/s^2 per sample unit (a sample is -1..1 for integer input)." },
+    { "severity.sensitivity", K_DBL, S(SC_STREAM, sev_sensitivity), .dlo = 0, .dhi = 1e9,
+      .ddef = 0,
+      .doc = "Sample units per g (9.80665 m/s^2): for example 0.1 for a 100 mV/g sensor "
+             "on an input whose full scale is 1 V." },
+    { "severity.group", K_UINT, S(SC_STREAM, sev_group), .lo = 1, .hi = 2, .idef = 2,
+      .doc = "ISO 10816-3 machine group: 1 (large, 300 kW to 50 MW) or 2 (medium, 15 to "
+             "300 kW)." },
+    { "severity.foundation", K_CHOICE, S(SC_STREAM, sev_foundation), .choices = foundation_names,
+      .sdef = "rigid",
+      .doc = "\"rigid\" or \"flexible\": the zone boundaries (group 2 rigid: A/B 1.4, B/C "
+             "2.8, C/D 4.5 mm/s; flexible 2.3, 4.5, 7.1; group 1 rigid 2.3, 4.5, 7.1; "
+             "flexible 3.5, 7.1, 11)." },
+    { "severity.seconds", K_DBL, S(SC_STREAM, sev_seconds), .dlo = 0.1, .dhi = 60, .ddef = 1,
+      .doc = "Seconds per estimate (a block of the next power of two samples, back to back)." },
     { "record", K_GROUP, S(SC_STREAM, record_path), .def_doc = "off",
       .doc = "Record the stream's samples as captured (at the device's or the "
              "file's rate, before resampling) into 32-bit float WAV files that "
@@ -763,6 +786,11 @@ static int check_stream(const struct cfg *c, unsigned i, char *msg, size_t len,
     if (s->smooth_agree > s->smooth_windows) {
         snprintf(msg, len, "smooth.agree: %u is more than smooth.windows (%u)", s->smooth_agree,
                  s->smooth_windows);
+        return -EINVAL;
+    }
+    *which = "severity.sensitivity";
+    if (s->sev_scale > 0 && s->sev_sensitivity > 0) {
+        snprintf(msg, len, "severity: give scale or sensitivity, not both");
         return -EINVAL;
     }
     *which = "channel_names";

@@ -56,6 +56,10 @@ struct cfg_stream {
     int           rt_priority;   /* 0: none; 1..99 SCHED_FIFO */
     char        **channel_names; /* optional; for alsa exactly `channels` entries */
     unsigned      n_channel_names;
+    /* severity = { ... }: velocity RMS and zone (dsp/severity.h); off: both 0 */
+    double        sev_scale, sev_sensitivity, sev_seconds;
+    unsigned      sev_group;
+    char         *sev_foundation; /* "rigid" | "flexible" */
     /* record = { ... }: the captured samples on disk (daemon/record.h) */
     char         *record_path;   /* NULL: not recorded */
     unsigned      record_max_bytes;

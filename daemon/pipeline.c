@@ -59,6 +59,7 @@
  */
 #include "pipeline.h"
 #include "record.h"
+#include "severity.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -115,6 +116,9 @@ struct slot {
     bool              unknown;        /* a classifier's detector rejected it */
     struct feat_health health;        /* of the raw window */
     double            anomaly;        /* detector score, NaN: none */
+    bool              sev_new;        /* a severity block ended before this window: */
+    double            sev_v;          /*   its velocity, mm/s (NaN: non-finite input) */
+    uint64_t          sev_end;        /*   and its end (samples at the model's rate) */
     double            threshold;
     int64_t           entered_ns;     /* CLOCK_MONOTONIC: the window's last sample entered
                                        * its ring (or, unknown, was taken out of it) */
@@ -136,6 +140,11 @@ struct pl_stream {
     _Atomic uint64_t rs_lost;        /* of those, lost by a failing resampler */
     _Atomic uint64_t resampled;      /* samples out of the resampler (model rate) */
     /* windower thread */
+    severity        *sev;            /* severity = { ... }, NULL: off */
+    double           sev_bounds[3];  /* zone boundaries, mm/s */
+    double           sev_v;          /* the last block's velocity, for the next slot */
+    uint64_t         sev_end;        /* its end, samples at the model's rate */
+    bool             sev_new;        /* not yet on a slot */
     uint64_t         last_dropped;
     uint64_t         gap_pos;        /* 1 + the newest loss position seen (0: none) */
     bool             drained;
@@ -155,6 +164,8 @@ struct pl_stream {
     uint64_t         sm_model;       /* pl_model.id the smoother's votes are of */
     double           min_score;      /* smooth.min_score */
     uint64_t         events;         /* state changes published */
+    double           sev_last;       /* the last velocity published (NaN: none) */
+    uint64_t         sev_blocks;     /* severity estimates published */
     struct stats_hist lat;
 };
 
@@ -284,6 +295,7 @@ static void stream_free(struct pl_stream *ps)
         rs_destroy(ps->rs);
     if (ps->win)
         win_destroy(ps->win);
+    sev_destroy(ps->sev);
     sm_destroy(ps->sm);
     free(ps->rsbuf);
     free(ps);
@@ -456,6 +468,7 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         ps->threshold = s->cfg ? s->cfg->anomaly_threshold : 0;
         ps->full_scale = st->full_scale;
         ps->min_score = s->cfg ? s->cfg->smooth_min_score : 0;
+        ps->sev_last = NAN;
         if (!(ps->sm = sm_create(s->cfg ? s->cfg->smooth_windows : PL_SMOOTH_WINDOWS,
                                  s->cfg ? s->cfg->smooth_agree : PL_SMOOTH_AGREE,
                                  s->cfg ? s->cfg->smooth_hold : 0, VOTE_CODES)))
@@ -478,6 +491,21 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         }
         if (!(ps->win = win_create(NET_WIN, st->hop)))
             goto nomem;
+        const struct cfg_stream *c = s->cfg;
+        if (c && (c->sev_scale > 0 || c->sev_sensitivity > 0)) {
+            double scale = c->sev_scale > 0 ? c->sev_scale : 9.80665 / c->sev_sensitivity;
+            if (ps->out_rate <= 2 * SEV_F_HI) {
+                snprintf(err, errlen, "stream %s: severity: the model's rate, %g Hz, must be "
+                         "above %g Hz for the %g-%g Hz band", st->name, ps->out_rate,
+                         2 * SEV_F_HI, SEV_F_LO, SEV_F_HI);
+                rc = -EINVAL;
+                goto fail;
+            }
+            if (!(ps->sev = sev_create(ps->out_rate, scale, SEV_F_LO, SEV_F_HI, c->sev_seconds)))
+                goto nomem;
+            sev_iso_bounds((int)c->sev_group, c->sev_foundation
+                           && !strcmp(c->sev_foundation, "flexible"), ps->sev_bounds);
+        }
     }
     s->wake = &p->wake;
     pthread_mutex_lock(&p->mu);
@@ -721,6 +749,11 @@ static struct slot *slot_free(pipeline *p)
 /* Cut every complete window of x[0..n) into slots. */
 static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, int64_t taken_ns)
 {
+    unsigned long long sev_end;
+    if (ps->sev && sev_feed(ps->sev, x, n, &ps->sev_v, &sev_end)) {
+        ps->sev_end = sev_end;
+        ps->sev_new = true;         /* goes out with the next window cut */
+    }
     do {
         size_t k = win_push(ps->win, x, n);
         x += k;
@@ -765,6 +798,10 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
                 ps->force_gap = false;
             }
             sl->ps = ps;
+            sl->sev_new = ps->sev_new;
+            sl->sev_v = ps->sev_v;
+            sl->sev_end = ps->sev_end;
+            ps->sev_new = false;
             sl->seq = seq;
             sl->sample = start;
             sl->t = stream_time(ps->st, (uint64_t)ifloor) + (ipos - ifloor) / ps->in_rate;
@@ -1022,7 +1059,7 @@ static void *worker_main(void *arg)
 /* Room for every stream's line with a fully escaped name. */
 static size_t stats_size(unsigned n_streams)
 {
-    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512 + REC_STATS_MAX);
+    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512 + REC_STATS_MAX + 96);
 }
 
 /* ... and the states' names (the publisher's; a class name has no bound). */
@@ -1085,6 +1122,15 @@ static void publish_stats(pipeline *p, double uptime, bool final)
         else
             publish_json_printf(b, len, &pos, "null");
         publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64, ps->events);
+        if (ps->sev) {
+            const char *zone = sev_zone(ps->sev_last, ps->sev_bounds);
+            publish_json_printf(b, len, &pos, ",\"severity\":{\"blocks\":%" PRIu64
+                                ",\"velocity_mm_s\":", ps->sev_blocks);
+            publish_json_printf(b, len, &pos, isfinite(ps->sev_last) ? "%.6g" : "null",
+                                ps->sev_last);
+            publish_json_printf(b, len, &pos, zone ? ",\"zone\":\"%s\"}" : ",\"zone\":null}",
+                                zone);
+        }
         rec_stats_json(ps->st->rec, ps->st->keep, b, len, &pos);
         publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
                  atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
@@ -1194,6 +1240,36 @@ static void publish_event(pipeline *p, const struct pl_stream *ps, const struct 
     p->publish_errors++;
 }
 
+/* The "_severity" message: the velocity of the block that ended before
+ * this window, and its zone.  Its t is the time of the block's first sample
+ * (the window's own clock, counted back). */
+static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slot *sl)
+{
+    char b[STREAM_NAME_MAX * 6 + 256];
+    size_t pos = 0;
+    size_t n = sev_block(ps->sev);
+    double t0 = sl->t - ((double)sl->sample - (double)(sl->sev_end - n)) / ps->out_rate;
+    const char *zone = sev_zone(sl->sev_v, ps->sev_bounds);
+    publish_json_printf(b, sizeof b, &pos, "{\"stream\":");
+    publish_json_string(b, sizeof b, &pos, ps->st->name);
+    publish_json_printf(b, sizeof b, &pos, ",\"t\":%.6f,\"seconds\":%.9g,\"sample\":%" PRIu64
+                        ",\"velocity_mm_s\":", t0, (double)n / ps->out_rate, sl->sev_end - n);
+    publish_json_printf(b, sizeof b, &pos, isfinite(sl->sev_v) ? "%.6g" : "null", sl->sev_v);
+    publish_json_printf(b, sizeof b, &pos, ",\"zone\":");
+    if (zone)
+        publish_json_printf(b, sizeof b, &pos, "\"%s\"", zone);
+    else
+        publish_json_printf(b, sizeof b, &pos, "null");
+    publish_json_printf(b, sizeof b, &pos, ",\"band_hz\":[%g,%g],\"bounds_mm_s\":[%g,%g,%g]}",
+                        SEV_F_LO, SEV_F_HI, ps->sev_bounds[0], ps->sev_bounds[1],
+                        ps->sev_bounds[2]);
+    int rc = pos < sizeof b ? publish_raw(p->pub, "_severity", b) : -EMSGSIZE;
+    if (rc < 0 && rc != -ECANCELED)
+        p->publish_errors++;
+    ps->sev_last = sl->sev_v;
+    ps->sev_blocks++;
+}
+
 /* The "_state" message: every stream's state and since when. */
 static void publish_state(pipeline *p)
 {
@@ -1284,6 +1360,8 @@ static void publish_slot(pipeline *p, struct slot *sl)
         p->publish_errors++;
     if (ps->st->keep)
         keep_offer(ps->st->keep, &r, sl->x, g->m, changed);
+    if (sl->sev_new)
+        publish_severity(p, ps, sl);
     if (changed) {
         publish_event(p, ps, &change, sl->seq, net_digest(g->m));
         ps->events++;

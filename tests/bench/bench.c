@@ -24,6 +24,8 @@
  * The stages are the per-window work besides the network (health: the raw
  * window's rms/peak/crest/kurtosis; detector: the spectral features and
  * the detector's score, when the model has a detector), on one thread;
+ * severity: a window's 1024 samples into severity = { ... }'s velocity
+ * estimate (its 16384-point FFT once every 16 windows, amortised);
  * record: what record = { ... } adds to every window, its 1024 samples
  * pushed by the capture thread (rec_push) and written by the recorder's
  * writer thread into rotating float WAV files in a temporary directory
@@ -52,6 +54,7 @@
 #include "config.h"
 #include "net.h"
 #include "record.h"
+#include "severity.h"
 #include "source.h"
 #include "winfeat.h"
 
@@ -130,8 +133,10 @@ static float windows[64][NET_WIN];
  * What the pipeline's classify() does to every window before or beside the
  * forward pass (daemon/pipeline.c), each measured alone on one thread so
  * that table.py can print it as a share of the network's time. */
-enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, STAGE_RECORD, NSTAGES };
-static const char *const stage_name[NSTAGES] = { "net", "health", "detector", "record" };
+enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, STAGE_SEVERITY, STAGE_RECORD, NSTAGES };
+static const char *const stage_name[NSTAGES] = { "net", "health", "detector", "severity",
+                                                 "record" };
+static severity *sev_bench;         /* the severity stage's, at 12 kHz, 1-s blocks */
 #define RECORD_WINDOWS 20000
 
 static void rm_dir(const char *dir)
@@ -200,6 +205,13 @@ static void run_stage(const net_model *m, int stage, const float *x)
         struct feat_health h;
         feat_health(x, NET_WIN, 0, 32768, &h);
         stage_sink += h.kurtosis;
+    } else if (stage == STAGE_SEVERITY) {
+        /* a window's worth of samples into the velocity estimate (its
+         * block FFT once per 16 windows, amortised) */
+        double v = 0;
+        unsigned long long end;
+        if (sev_feed(sev_bench, x, NET_WIN, &v, &end))
+            stage_sink += v;
     } else {                                        /* STAGE_DETECTOR */
         double f[FEAT_MAX_DIM];
         feat_spectral(x, net_detector_bands(m), net_detector_level(m), f);
@@ -389,6 +401,9 @@ int main(int argc, char **argv)
         feat_init();
         for (int st = STAGE_HEALTH; st < NSTAGES; st++) {
             if (st == STAGE_DETECTOR && !net_detector_dim(models[0]))
+                continue;
+            if (st == STAGE_SEVERITY && !sev_bench
+                && !(sev_bench = sev_create(12000, 1, 10, 1000, 1)))
                 continue;
             /* one thread: the record stage runs two (capture, writer) */
             ser[ns] = (struct series){ .threads = 1, .stage = st, .m = models[0] };

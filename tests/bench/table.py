@@ -124,7 +124,7 @@ def stage_table(stages, rows):
     if not net:
         return
     net_us = 1e6 / net[3]
-    targets = {"health": 5, "detector": 10, "record": 10}
+    targets = {"health": 5, "detector": 10, "severity": 5, "record": 10}
     print(f"per window besides the network (1 thread; the network: {net[0]}, {net_us:.1f} us):")
     for name, v in stages.items():
         us = 1e6 / statistics.median(v)

@@ -1,0 +1,48 @@
+/* severity.h — vibration severity: velocity RMS in a band, and its zone.
+ *
+ * The samples of a stream (acceleration, `scale` m/s^2 per sample unit) are
+ * cut into blocks of N = the smallest power of two >= rate * seconds
+ * samples, one after the other.  Each block: the mean removed, a Hann
+ * window, a radix-2 FFT; acceleration is integrated to velocity in the
+ * frequency domain (divided by 2 pi f), and the velocity's RMS is the
+ * Parseval sum over the bins from f_lo to f_hi:
+ *
+ *   v_rms^2 = 2 / (N * sum w^2) * sum_{f_lo <= f_k <= f_hi} |A_k|^2 / (2 pi f_k)^2
+ *
+ * which for a sine a sin(2 pi f0 t) inside the band gives a / (sqrt 2 * 2 pi f0)
+ * (the window's leakage stays in the sum).  A block with a non-finite
+ * sample has no estimate (NaN).  Everything is allocated by sev_create();
+ * sev_feed() allocates nothing.
+ */
+#ifndef TRIDENT_SEVERITY_H
+#define TRIDENT_SEVERITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The band ISO 10816-3 measures velocity in, Hz. */
+#define SEV_F_LO 10.0
+#define SEV_F_HI 1000.0
+
+typedef struct severity severity;
+
+/* NULL on ENOMEM or EINVAL (rate <= 0, f_hi above rate / 2, f_lo >= f_hi,
+ * seconds <= 0, a block above 2^22 samples). */
+severity *sev_create(double rate, double scale, double f_lo, double f_hi, double seconds);
+void      sev_destroy(severity *s);
+/* Samples per block. */
+size_t    sev_block(const severity *s);
+/* Feed n samples.  Returns how many blocks completed; *v_mm_s is the last
+ * one's velocity RMS in mm/s (NaN: a non-finite sample in it) and *end the
+ * number of samples fed up to its end. */
+unsigned  sev_feed(severity *s, const float *x, size_t n, double *v_mm_s, unsigned long long *end);
+
+/* The zone A, B, C or D of v for the boundaries b[0] < b[1] < b[2] (A below
+ * b[0], D from b[2] on); NULL for NaN. */
+const char *sev_zone(double v, const double b[3]);
+/* ISO 10816-3's boundaries (mm/s, r.m.s., 10-1000 Hz): machine group 1
+ * (large, 300 kW to 50 MW) or 2 (medium, 15 to 300 kW), rigid or flexible
+ * foundation.  false for another group. */
+bool        sev_iso_bounds(int group, bool flexible, double b[3]);
+
+#endif

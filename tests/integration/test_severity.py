@@ -1,0 +1,109 @@
+"""test_severity.py — severity = { ... } through the real daemon (issue 17 part 2).
+
+Sines of known amplitude and frequency, as float WAV files at the model's
+rate, each a file stream with its sensor scale; what must hold:
+  1. every _severity message's velocity RMS is a / (sqrt 2 * 2 pi f0) to 1 %
+     (scale = m/s^2 per unit, and sensitivity = units per g), the blocks are
+     back to back (sample, seconds) and as many as the file holds;
+  2. the zone follows the configured group and foundation (the same 2.25 mm/s
+     is B on a rigid, A on a flexible foundation, group 2);
+  3. a NaN in the input: that block's velocity and zone are null, the others
+     are right;
+  4. _stats give the last velocity and zone and the block count;
+  5. scale and sensitivity both given: refused at FILE:LINE, exit 78.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import daemon_conf, last_stats, run_daemon  # noqa: E402
+
+T = harness.Tap()
+MODEL = os.path.join(harness.ROOT, "model", "cwru.safetensors")
+TMP = harness.tmpdir("trident-sev-")
+RATE = 12000
+SECONDS = 12
+BLOCK = 16384           # the next power of two above 1 s at 12 kHz
+
+
+def sine(path, amp, f0, nan_at=None):
+    t = np.arange(SECONDS * RATE) / RATE
+    x = (amp * np.sin(2 * math.pi * f0 * t + 0.7)).astype(np.float32)
+    if nan_at is not None:
+        x[nan_at] = np.nan
+    harness.write_wav(path, x, RATE)
+
+
+def v_rms(a, f0):
+    return 1000.0 * a / (math.sqrt(2) * 2 * math.pi * f0)
+
+
+for build in os.environ.get("TRIDENT_BUILDS", "build").split():
+    exe = harness.binpath("tridentd", build)
+    tag = os.path.basename(build)
+    tmp = os.path.join(TMP, tag)
+    os.makedirs(tmp)
+    # a: 3.11 m/s^2 at 100 Hz (scale 10 per unit): 3.5 mm/s, zone C (group 2, rigid)
+    # b, c: 1 m/s^2 at 50 Hz from a 0.1-per-g sensor: 2.25 mm/s, B rigid / A flexible
+    # d: as a, with a NaN in the third block
+    a_amp = 3.5e-3 * math.sqrt(2) * 2 * math.pi * 100
+    sine(os.path.join(tmp, "a.wav"), a_amp / 10, 100)
+    sine(os.path.join(tmp, "b.wav"), 1.0 / 9.80665 * 0.1, 50)
+    sine(os.path.join(tmp, "d.wav"), a_amp / 10, 100, nan_at=2 * BLOCK + 5000)
+    streams = ", ".join([
+        f'{{ name = "a"; type = "file"; path = "{tmp}/a.wav"; pace = "fast"; '
+        'severity = { scale = 10.0; }; }',
+        f'{{ name = "b"; type = "file"; path = "{tmp}/b.wav"; pace = "fast"; '
+        'severity = { sensitivity = 0.1; }; }',
+        f'{{ name = "c"; type = "file"; path = "{tmp}/b.wav"; pace = "fast"; '
+        'severity = { sensitivity = 0.1; foundation = "flexible"; }; }',
+        f'{{ name = "d"; type = "file"; path = "{tmp}/d.wav"; pace = "fast"; '
+        'severity = { scale = 10.0; }; }'])
+    conf = daemon_conf(tmp, MODEL, streams, stats=0.5)
+    want_blocks = SECONDS * RATE // BLOCK
+
+    def sev(ms, s):
+        return [m for m in ms if m.get("stream") == s and "velocity_mm_s" in m and "label" not in m
+                and "streams" not in m]
+
+    msgs, err, rc = run_daemon(exe, conf, dict(os.environ), 240,
+                               lambda ms: all(len(sev(ms, s)) >= want_blocks for s in "abcd")
+                               and all(last_stats(ms, s).get("eof") for s in "abcd"))
+    T.ok(f"{tag}: exit 0, no sanitizer report", rc == 0 and not harness.sanitizer_report(err),
+         f"rc {rc}: {err[-300:]}")
+    for s, want, zone in (("a", 3.5, "C"), ("b", v_rms(1.0, 50), "B"), ("c", v_rms(1.0, 50), "A")):
+        m = sev(msgs, s)
+        vs = [x["velocity_mm_s"] for x in m]
+        T.ok(f"{tag}: stream {s}: {len(m)} blocks, velocity {want:.3f} mm/s to 1 % "
+             f"({min(vs) if vs else 0:.4f}..{max(vs) if vs else 0:.4f})",
+             len(m) == want_blocks and all(abs(v - want) < 0.01 * want for v in vs))
+        T.ok(f"{tag}: stream {s}: zone {zone}; blocks back to back, {BLOCK / RATE:.4f} s each",
+             all(x["zone"] == zone for x in m)
+             and [x["sample"] for x in m] == [k * BLOCK for k in range(len(m))]
+             and all(abs(x["seconds"] - BLOCK / RATE) < 1e-6 for x in m),
+             json.dumps(m[:1]))
+    m = sev(msgs, "d")
+    T.ok(f"{tag}: a NaN: its block's velocity and zone are null, the others right",
+         len(m) == want_blocks and m[2]["velocity_mm_s"] is None and m[2]["zone"] is None
+         and all(abs(x["velocity_mm_s"] - 3.5) < 0.035 for i, x in enumerate(m) if i != 2),
+         json.dumps(m[:3]))
+    st = last_stats(msgs, "a").get("severity", {})
+    T.ok(f"{tag}: _stats: the last velocity and zone, the block count",
+         st.get("blocks") == want_blocks and abs(st.get("velocity_mm_s", 0) - 3.5) < 0.035
+         and st.get("zone") == "C", json.dumps(st))
+
+    bad = os.path.join(tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "a"; type = "file"; '
+                f'path = "{tmp}/a.wav";\n  severity = {{ scale = 1.0;\n  sensitivity = 0.1; }}; }} );\n')
+    r = subprocess.run([exe, "-c", bad, "--check"], capture_output=True, text=True, timeout=60)
+    T.ok(f"{tag}: scale and sensitivity both: refused at FILE:LINE, exit 78",
+         r.returncode == 78 and f"{bad}:4:" in r.stderr and "not both" in r.stderr,
+         f"rc {r.returncode}: {r.stderr}")
+T.done()
