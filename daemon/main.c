@@ -61,6 +61,7 @@
 #include "notify.h"
 #include "pipeline.h"
 #include "record.h"
+#include "severity.h"
 #include "publish.h"
 #include "source.h"
 
@@ -1087,6 +1088,28 @@ static int check(const struct cfg *c, const struct args *a)
             if (rc == 0)
                 printf("  %s: ALSA device \"%s\" not opened by --check (opened when the "
                        "stream starts)\n", s->name, s->device);
+        }
+        /* record/keep directories: could they be made, written? */
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            const char *dir = k ? s->keep_path : s->record_path;
+            if (dir && (rc = recorder_check_dir(dir)) < 0) {
+                char where[PATH_MAX + 200];
+                stream_where(c, s, where, sizeof where);
+                snprintf(err, sizeof err, "%s%s.path \"%s\": %s", where, k ? "keep" : "record",
+                         dir, strerror(-rc));
+                rc = -EINVAL;
+            } else if (dir)
+                printf("  %s: %s into %s\n", s->name, k ? "keeps windows" : "records", dir);
+        }
+        if (rc == 0 && (s->sev_scale > 0 || s->sev_sensitivity > 0)) {
+            double r = net_sample_rate(m);
+            if (r > 0 && r <= 2 * SEV_F_HI) {
+                char where[PATH_MAX + 200];
+                stream_where(c, s, where, sizeof where);
+                snprintf(err, sizeof err, "%sseverity: the model's rate, %g Hz, must be above "
+                         "%g Hz", where, r, 2 * SEV_F_HI);
+                rc = -EINVAL;
+            }
         }
     }
     free(names.v);

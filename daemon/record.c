@@ -218,6 +218,31 @@ static int make_dir(const char *path)
     return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
 }
 
+int recorder_check_dir(const char *dir)
+{
+    char p[PATH_MAX];
+    struct stat sb;
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
+        return -ENAMETOOLONG;
+    for (;;) {
+        if (stat(p, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode))
+                return -ENOTDIR;
+            return access(p, W_OK | X_OK) == 0 ? 0 : -errno;
+        }
+        if (errno != ENOENT)
+            return -errno;
+        char *slash = strrchr(p, '/');
+        if (!slash)
+            return access(".", W_OK | X_OK) == 0 ? 0 : -errno;   /* relative, first part */
+        if (slash == p) {
+            p[1] = 0;       /* "/" */
+            continue;
+        }
+        *slash = 0;
+    }
+}
+
 static void utc_stamp(double t, char *buf, size_t len)
 {
     time_t s = (time_t)floor(t);

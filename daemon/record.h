@@ -24,6 +24,10 @@ struct result;
 struct net_model;
 typedef struct recorder recorder;
 
+/* --check: could dir be made (the nearest existing ancestor a writable
+ * directory) or, if it exists, is it a writable directory?  Creates
+ * nothing.  0 or -errno. */
+int  recorder_check_dir(const char *dir);
 /* Start the writer thread.  0 or -errno with a message. */
 int  recorder_create(recorder **out, char *err, size_t errlen);
 /* The model digest written into sidecars from now on (any thread). */

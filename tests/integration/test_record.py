@@ -270,6 +270,21 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
     with open(bad, "w") as f:
         f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "b"; type = "file"; path = "{wav16}";\n'
                 f'  record = {{ path = "{wav16}/sub"; }}; }} );\n')
+    r = subprocess.run([exe, "--check", "-c", bad], capture_output=True, text=True, timeout=60)
+    T.ok(f"{tag}: --check: a record.path under a file: one line naming it, exit 78",
+         r.returncode == 78 and f"{wav16}/sub" in r.stderr and f"{bad}:2:" in r.stderr
+         and len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1,
+         f"rc {r.returncode}: {r.stderr[-400:]}")
+    with open(bad, "w") as f:
+        f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "b"; type = "file"; path = "{wav16}";\n'
+                f'  keep = {{ path = "{tmp}/new/keep"; }}; }} );\n')
+    r = subprocess.run([exe, "--check", "-c", bad], capture_output=True, text=True, timeout=60)
+    T.ok(f"{tag}: --check: a keep.path still to be made passes and is not made",
+         r.returncode == 0 and "keeps windows into" in r.stdout and not os.path.exists(f"{tmp}/new"),
+         f"rc {r.returncode}: {r.stderr[-300:]}")
+    with open(bad, "w") as f:
+        f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "b"; type = "file"; path = "{wav16}";\n'
+                f'  record = {{ path = "{wav16}/sub"; }}; }} );\n')
     r = subprocess.run([exe, "-c", bad], capture_output=True, text=True, timeout=60)
     T.ok(f"{tag}: a record.path under a file: one line naming it, exit 78",
          r.returncode == 78 and f"{wav16}/sub" in r.stderr
