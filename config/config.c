@@ -208,8 +208,9 @@ static const struct key keys[] = {
       .doc = "\"rigid\" or \"flexible\": the zone boundaries (group 2 rigid: A/B 1.4, B/C "
              "2.8, C/D 4.5 mm/s; flexible 2.3, 4.5, 7.1; group 1 rigid 2.3, 4.5, 7.1; "
              "flexible 3.5, 7.1, 11)." },
-    { "severity.seconds", K_DBL, S(SC_STREAM, sev_seconds), .dlo = 0.1, .dhi = 60, .ddef = 1,
-      .doc = "Seconds per estimate (a block of the next power of two samples, back to back)." },
+    { "severity.seconds", K_DBL, S(SC_STREAM, sev_seconds), .dlo = 0.1, .dhi = 10, .ddef = 1,
+      .doc = "Seconds per estimate (a block of the next power of two samples, back to back, "
+             "at most 2^20; its FFT runs on the windower thread: 2^20 points take about 40 ms)." },
     { "record", K_GROUP, S(SC_STREAM, record_path), .def_doc = "off",
       .doc = "Record the stream's samples as captured (at the device's or the "
              "file's rate, before resampling) into 32-bit float WAV files that "

@@ -103,6 +103,14 @@ struct pl_model {
 
 struct pl_stream;
 
+/* A severity block's result, carried by the next slot to the publisher.
+ * SEV_Q of them per window: more (a hop far above the block) are counted. */
+#define SEV_Q 4
+struct sev_est {
+    double   v;                       /* velocity RMS, mm/s (NaN: non-finite input) */
+    uint64_t end;                     /* samples at the model's rate up to its end */
+};
+
 struct slot {
     float            *x;              /* NET_WIN raw samples (the model's rate) */
     float            *logits;         /* SLOT_CLASSES */
@@ -116,9 +124,8 @@ struct slot {
     bool              unknown;        /* a classifier's detector rejected it */
     struct feat_health health;        /* of the raw window */
     double            anomaly;        /* detector score, NaN: none */
-    bool              sev_new;        /* a severity block ended before this window: */
-    double            sev_v;          /*   its velocity, mm/s (NaN: non-finite input) */
-    uint64_t          sev_end;        /*   and its end (samples at the model's rate) */
+    unsigned          sev_n;          /* severity blocks that ended before this window: */
+    struct sev_est    sev[SEV_Q];     /*   their velocity and end, oldest first */
     double            threshold;
     int64_t           entered_ns;     /* CLOCK_MONOTONIC: the window's last sample entered
                                        * its ring (or, unknown, was taken out of it) */
@@ -142,9 +149,9 @@ struct pl_stream {
     /* windower thread */
     severity        *sev;            /* severity = { ... }, NULL: off */
     double           sev_bounds[3];  /* zone boundaries, mm/s */
-    double           sev_v;          /* the last block's velocity, for the next slot */
-    uint64_t         sev_end;        /* its end, samples at the model's rate */
-    bool             sev_new;        /* not yet on a slot */
+    struct sev_est   sev_q[SEV_Q];   /* blocks ended, not yet on a slot */
+    unsigned         sev_qn;
+    _Atomic uint64_t sev_dropped;    /* blocks beyond SEV_Q before a window: not published */
     uint64_t         last_dropped;
     uint64_t         gap_pos;        /* 1 + the newest loss position seen (0: none) */
     bool             drained;
@@ -459,6 +466,7 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         atomic_init(&ps->discarded, 0);
         atomic_init(&ps->rs_lost, 0);
         atomic_init(&ps->resampled, 0);
+        atomic_init(&ps->sev_dropped, 0);
         ps->st = st;
         ps->src = s;
         ps->path = path;
@@ -501,8 +509,15 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
                 rc = -EINVAL;
                 goto fail;
             }
-            if (!(ps->sev = sev_create(ps->out_rate, scale, SEV_F_LO, SEV_F_HI, c->sev_seconds)))
-                goto nomem;
+            if (!(ps->sev = sev_create(ps->out_rate, scale, SEV_F_LO, SEV_F_HI, c->sev_seconds))) {
+                if (errno != EINVAL)
+                    goto nomem;
+                snprintf(err, errlen, "stream %s: severity.seconds: %g s at %g Hz is a block "
+                         "above %u samples", st->name, c->sev_seconds, ps->out_rate,
+                         SEV_MAX_BLOCK);
+                rc = -EINVAL;
+                goto fail;
+            }
             sev_iso_bounds((int)c->sev_group, c->sev_foundation
                            && !strcmp(c->sev_foundation, "flexible"), ps->sev_bounds);
         }
@@ -749,10 +764,21 @@ static struct slot *slot_free(pipeline *p)
 /* Cut every complete window of x[0..n) into slots. */
 static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, int64_t taken_ns)
 {
-    unsigned long long sev_end;
-    if (ps->sev && sev_feed(ps->sev, x, n, &ps->sev_v, &sev_end)) {
-        ps->sev_end = sev_end;
-        ps->sev_new = true;         /* goes out with the next window cut */
+    /* Severity: every sample, block after block; what ends goes out with
+     * the next window cut. */
+    for (size_t j = 0; ps->sev && j < n;) {
+        bool done;
+        double v;
+        unsigned long long end;
+        j += sev_feed(ps->sev, x + j, n - j, &done, &v, &end);
+        if (!done)
+            continue;
+        if (ps->sev_qn == SEV_Q) {
+            memmove(ps->sev_q, ps->sev_q + 1, sizeof ps->sev_q[0] * (SEV_Q - 1));
+            ps->sev_qn--;
+            atomic_fetch_add_explicit(&ps->sev_dropped, 1, memory_order_relaxed);
+        }
+        ps->sev_q[ps->sev_qn++] = (struct sev_est){ .v = v, .end = end };
     }
     do {
         size_t k = win_push(ps->win, x, n);
@@ -798,10 +824,9 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
                 ps->force_gap = false;
             }
             sl->ps = ps;
-            sl->sev_new = ps->sev_new;
-            sl->sev_v = ps->sev_v;
-            sl->sev_end = ps->sev_end;
-            ps->sev_new = false;
+            sl->sev_n = ps->sev_qn;
+            memcpy(sl->sev, ps->sev_q, sizeof sl->sev[0] * ps->sev_qn);
+            ps->sev_qn = 0;
             sl->seq = seq;
             sl->sample = start;
             sl->t = stream_time(ps->st, (uint64_t)ifloor) + (ipos - ifloor) / ps->in_rate;
@@ -1125,7 +1150,8 @@ static void publish_stats(pipeline *p, double uptime, bool final)
         if (ps->sev) {
             const char *zone = sev_zone(ps->sev_last, ps->sev_bounds);
             publish_json_printf(b, len, &pos, ",\"severity\":{\"blocks\":%" PRIu64
-                                ",\"velocity_mm_s\":", ps->sev_blocks);
+                                ",\"dropped\":%" PRIu64 ",\"velocity_mm_s\":", ps->sev_blocks,
+                                atomic_load_explicit(&ps->sev_dropped, memory_order_relaxed));
             publish_json_printf(b, len, &pos, isfinite(ps->sev_last) ? "%.6g" : "null",
                                 ps->sev_last);
             publish_json_printf(b, len, &pos, zone ? ",\"zone\":\"%s\"}" : ",\"zone\":null}",
@@ -1243,18 +1269,19 @@ static void publish_event(pipeline *p, const struct pl_stream *ps, const struct 
 /* The "_severity" message: the velocity of the block that ended before
  * this window, and its zone.  Its t is the time of the block's first sample
  * (the window's own clock, counted back). */
-static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slot *sl)
+static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slot *sl,
+                             const struct sev_est *e)
 {
     char b[STREAM_NAME_MAX * 6 + 256];
     size_t pos = 0;
     size_t n = sev_block(ps->sev);
-    double t0 = sl->t - ((double)sl->sample - (double)(sl->sev_end - n)) / ps->out_rate;
-    const char *zone = sev_zone(sl->sev_v, ps->sev_bounds);
+    double t0 = sl->t - ((double)sl->sample - (double)(e->end - n)) / ps->out_rate;
+    const char *zone = sev_zone(e->v, ps->sev_bounds);
     publish_json_printf(b, sizeof b, &pos, "{\"stream\":");
     publish_json_string(b, sizeof b, &pos, ps->st->name);
     publish_json_printf(b, sizeof b, &pos, ",\"t\":%.6f,\"seconds\":%.9g,\"sample\":%" PRIu64
-                        ",\"velocity_mm_s\":", t0, (double)n / ps->out_rate, sl->sev_end - n);
-    publish_json_printf(b, sizeof b, &pos, isfinite(sl->sev_v) ? "%.6g" : "null", sl->sev_v);
+                        ",\"velocity_mm_s\":", t0, (double)n / ps->out_rate, e->end - n);
+    publish_json_printf(b, sizeof b, &pos, isfinite(e->v) ? "%.6g" : "null", e->v);
     publish_json_printf(b, sizeof b, &pos, ",\"zone\":");
     if (zone)
         publish_json_printf(b, sizeof b, &pos, "\"%s\"", zone);
@@ -1266,7 +1293,7 @@ static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slo
     int rc = pos < sizeof b ? publish_raw(p->pub, "_severity", b) : -EMSGSIZE;
     if (rc < 0 && rc != -ECANCELED)
         p->publish_errors++;
-    ps->sev_last = sl->sev_v;
+    ps->sev_last = e->v;
     ps->sev_blocks++;
 }
 
@@ -1360,8 +1387,8 @@ static void publish_slot(pipeline *p, struct slot *sl)
         p->publish_errors++;
     if (ps->st->keep)
         keep_offer(ps->st->keep, &r, sl->x, g->m, changed);
-    if (sl->sev_new)
-        publish_severity(p, ps, sl);
+    for (unsigned i = 0; i < sl->sev_n; i++)
+        publish_severity(p, ps, sl, &sl->sev[i]);
     if (changed) {
         publish_event(p, ps, &change, sl->seq, net_digest(g->m));
         ps->events++;

@@ -6,11 +6,12 @@
  * them in all), so the butterflies walk memory in order. */
 #include "severity.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SEV_MAX_LOG2 22
+#define SEV_MAX_LOG2 20
 
 struct severity {
     size_t    n, fill;
@@ -40,6 +41,7 @@ void sev_destroy(severity *s)
 
 severity *sev_create(double rate, double scale, double f_lo, double f_hi, double seconds)
 {
+    errno = EINVAL;
     if (!(rate > 0) || !(scale > 0) || !(f_lo > 0) || !(f_hi > f_lo) || f_hi > rate / 2
         || !(seconds > 0))
         return NULL;
@@ -48,6 +50,7 @@ severity *sev_create(double rate, double scale, double f_lo, double f_hi, double
         lg++;
     if (lg > SEV_MAX_LOG2)
         return NULL;
+    errno = ENOMEM;
     severity *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -159,24 +162,20 @@ static double block_velocity(severity *s)
     return 1000.0 * sqrt(2.0 * p / ((double)s->n * s->wsum2));
 }
 
-unsigned sev_feed(severity *s, const float *x, size_t n, double *v_mm_s, unsigned long long *end)
+size_t sev_feed(severity *s, const float *x, size_t n, bool *done, double *v_mm_s,
+                unsigned long long *end)
 {
-    unsigned done = 0;
-    while (n > 0) {
-        size_t k = s->n - s->fill < n ? s->n - s->fill : n;
-        memcpy(s->buf + s->fill, x, k * sizeof *x);
-        s->fill += k;
-        s->fed += k;
-        x += k;
-        n -= k;
-        if (s->fill == s->n) {
-            *v_mm_s = block_velocity(s);
-            *end = s->fed;
-            s->fill = 0;
-            done++;
-        }
+    size_t k = s->n - s->fill < n ? s->n - s->fill : n;
+    memcpy(s->buf + s->fill, x, k * sizeof *x);
+    s->fill += k;
+    s->fed += k;
+    *done = s->fill == s->n;
+    if (*done) {
+        *v_mm_s = block_velocity(s);
+        *end = s->fed;
+        s->fill = 0;
     }
-    return done;
+    return k;
 }
 
 const char *sev_zone(double v, const double b[3])

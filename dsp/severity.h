@@ -26,16 +26,20 @@
 
 typedef struct severity severity;
 
-/* NULL on ENOMEM or EINVAL (rate <= 0, f_hi above rate / 2, f_lo >= f_hi,
- * seconds <= 0, a block above 2^22 samples). */
+/* NULL with errno ENOMEM or EINVAL (rate <= 0, f_hi above rate / 2,
+ * f_lo >= f_hi, seconds <= 0, a block above SEV_MAX_BLOCK samples: the
+ * FFT runs on the windower thread, 2^20 points took 41 ms). */
+#define SEV_MAX_BLOCK (1u << 20)
 severity *sev_create(double rate, double scale, double f_lo, double f_hi, double seconds);
 void      sev_destroy(severity *s);
 /* Samples per block. */
 size_t    sev_block(const severity *s);
-/* Feed n samples.  Returns how many blocks completed; *v_mm_s is the last
- * one's velocity RMS in mm/s (NaN: a non-finite sample in it) and *end the
- * number of samples fed up to its end. */
-unsigned  sev_feed(severity *s, const float *x, size_t n, double *v_mm_s, unsigned long long *end);
+/* Feed up to n samples, stopping right after a block completes: returns
+ * how many were taken; *done says whether a block completed, then *v_mm_s
+ * is its velocity RMS in mm/s (NaN: a non-finite sample in it) and *end
+ * the number of samples fed up to its end.  Call again for the rest. */
+size_t    sev_feed(severity *s, const float *x, size_t n, bool *done, double *v_mm_s,
+                   unsigned long long *end);
 
 /* The zone A, B, C or D of v for the boundaries b[0] < b[1] < b[2] (A below
  * b[0], D from b[2] on); NULL for NaN. */

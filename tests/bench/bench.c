@@ -210,8 +210,12 @@ static void run_stage(const net_model *m, int stage, const float *x)
          * block FFT once per 16 windows, amortised) */
         double v = 0;
         unsigned long long end;
-        if (sev_feed(sev_bench, x, NET_WIN, &v, &end))
-            stage_sink += v;
+        for (size_t j = 0; j < NET_WIN;) {
+            bool done;
+            j += sev_feed(sev_bench, x + j, NET_WIN - j, &done, &v, &end);
+            if (done)
+                stage_sink += v;
+        }
     } else {                                        /* STAGE_DETECTOR */
         double f[FEAT_MAX_DIM];
         feat_spectral(x, net_detector_bands(m), net_detector_level(m), f);

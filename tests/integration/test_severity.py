@@ -64,7 +64,11 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
         f'{{ name = "c"; type = "file"; path = "{tmp}/b.wav"; pace = "fast"; '
         'severity = { sensitivity = 0.1; foundation = "flexible"; }; }',
         f'{{ name = "d"; type = "file"; path = "{tmp}/d.wav"; pace = "fast"; '
-        'severity = { scale = 10.0; }; }'])
+        'severity = { scale = 10.0; }; }',
+        # 0.1 s: 2048-sample blocks, several of them per chunk the windower reads,
+        # and a hop far above the block: every block still published
+        f'{{ name = "e"; type = "file"; path = "{tmp}/a.wav"; pace = "fast"; hop = 8192; '
+        'severity = { scale = 10.0; seconds = 0.1; }; }'])
     conf = daemon_conf(tmp, MODEL, streams, stats=0.5)
     want_blocks = SECONDS * RATE // BLOCK
 
@@ -74,7 +78,7 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
 
     msgs, err, rc = run_daemon(exe, conf, dict(os.environ), 240,
                                lambda ms: all(len(sev(ms, s)) >= want_blocks for s in "abcd")
-                               and all(last_stats(ms, s).get("eof") for s in "abcd"))
+                               and all(last_stats(ms, s).get("eof") for s in "abcde"))
     T.ok(f"{tag}: exit 0, no sanitizer report", rc == 0 and not harness.sanitizer_report(err),
          f"rc {rc}: {err[-300:]}")
     for s, want, zone in (("a", 3.5, "C"), ("b", v_rms(1.0, 50), "B"), ("c", v_rms(1.0, 50), "A")):
@@ -93,6 +97,15 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
          len(m) == want_blocks and m[2]["velocity_mm_s"] is None and m[2]["zone"] is None
          and all(abs(x["velocity_mm_s"] - 3.5) < 0.035 for i, x in enumerate(m) if i != 2),
          json.dumps(m[:3]))
+    m = sev(msgs, "e")
+    n_e = SECONDS * RATE // 2048
+    # (blocks after the last window cut have no window to go out with)
+    T.ok(f"{tag}: 0.1-s blocks, hop 8192: {len(m)} of {n_e} blocks published, in order, "
+         f"back to back, none dropped",
+         n_e - 8 <= len(m) <= n_e and [x["sample"] for x in m] == [k * 2048 for k in range(len(m))]
+         and all(abs(x["velocity_mm_s"] - 3.5) < 0.035 for x in m)
+         and last_stats(msgs, "e").get("severity", {}).get("dropped") == 0,
+         f"{len(m)}: {json.dumps(last_stats(msgs, 'e').get('severity'))}")
     st = last_stats(msgs, "a").get("severity", {})
     T.ok(f"{tag}: _stats: the last velocity and zone, the block count",
          st.get("blocks") == want_blocks and abs(st.get("velocity_mm_s", 0) - 3.5) < 0.035

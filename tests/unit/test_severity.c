@@ -1,5 +1,6 @@
 /* test_severity.c — velocity RMS and zones (dsp/severity.h) against sines of
  * known amplitude and frequency: a / (sqrt 2 * 2 pi f0), to 1 %. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +28,11 @@ static double velocity_of(double amp, double f0, double dc, bool nan_at_100)
     /* fed in uneven chunks, as the windower does */
     unsigned blocks = 0;
     for (size_t i = 0; i < n; i += 777)
-        blocks += sev_feed(s, x + i, n - i < 777 ? n - i : 777, &v, &end);
+        for (size_t j = i, e = n - i < 777 ? n : i + 777; j < e;) {
+            bool done;
+            j += sev_feed(s, x + j, e - j, &done, &v, &end);
+            blocks += done;
+        }
     if (blocks != 2 || end != n)
         v = -2;
     free(x);
@@ -71,6 +76,31 @@ TEST(zones_and_bounds)
     CHECK(sev_zone(NAN, b) == NULL);
     CHECK(sev_create(RATE, 1, 10, 7000, 1) == NULL);     /* above Nyquist */
     CHECK(sev_create(RATE, 0, 10, 1000, 1) == NULL);
+    CHECK(sev_create(RATE, 1, 10, 1000, 100) == NULL && errno == EINVAL);   /* 2^21 points */
+}
+
+TEST(every_block_of_a_long_feed_is_reported)
+{
+    /* 0.1 s blocks (2048 samples) fed 10000 at a time: each block stops the feed */
+    severity *s = sev_create(RATE, 1, 10, 1000, 0.1);
+    REQUIRE(s);
+    float *x = calloc(10000, sizeof *x);
+    unsigned blocks = 0;
+    unsigned long long end = 0, last = 0;
+    for (int r = 0; r < 3; r++)
+        for (size_t j = 0; j < 10000;) {
+            bool done;
+            double v;
+            j += sev_feed(s, x + j, 10000 - j, &done, &v, &end);
+            if (done) {
+                CHECK(end == last + 2048);
+                last = end;
+                blocks++;
+            }
+        }
+    CHECKF(blocks == 30000 / 2048, "%u blocks", blocks);
+    free(x);
+    sev_destroy(s);
 }
 
 int main(void)
@@ -79,5 +109,6 @@ int main(void)
     RUN(sines_outside_the_band_are_left_out);
     RUN(a_nonfinite_sample_gives_no_estimate);
     RUN(zones_and_bounds);
+    RUN(every_block_of_a_long_feed_is_reported);
     return TEST_END();
 }
