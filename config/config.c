@@ -254,7 +254,7 @@ static const struct key keys[] = {
       .doc = "Keep the windows an anomaly model labels \"anomaly\"." },
     { "keep.events", K_BOOL, S(SC_STREAM, keep_events), .idef = 1,
       .doc = "Keep the window that changed the smoothed state." },
-    { "keep.max_bytes", K_UINT, S(SC_STREAM, keep_max_bytes), .lo = 4096,
+    { "keep.max_bytes", K_UINT, S(SC_STREAM, keep_max_bytes), .lo = 65536,
       .hi = 4294967295LL, .idef = 64 * 1024 * 1024, .def_doc = "67108864 (64 MiB)",
       .doc = "Bytes of clips and sidecars this stream writes in one run at most; beyond "
              "it windows are no longer kept (counted as \"capped\" in _stats)." },

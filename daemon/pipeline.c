@@ -189,6 +189,8 @@ struct pipeline {
     struct pl_model  *retired;        /* under mu */
     bool              sealed;         /* under mu */
     unsigned          n_live;         /* under mu: streams of live (alsa) or paced sources */
+    _Atomic bool      may_wait;       /* n_live == 0 and no abort: the publisher may wait
+                                       * for the recorder's writer (keep_offer) */
 
     struct pl_stream **wlist;         /* windower: its live streams */
     sem_t             wake;
@@ -390,6 +392,7 @@ int pipeline_create(net_model *m, const struct pipeline_opts *o,
     atomic_init(&p->status_p99, 0);
     atomic_init(&p->status_max, 0);
     atomic_init(&p->gaps, 0);
+    atomic_init(&p->may_wait, true);
     /* Last: from here on the pipeline owns m. */
     if (!(p->cur = model_create(m, p->n_workers)))
         goto nomem;
@@ -528,6 +531,7 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
         p->reg[p->n_reg++] = made[i];
     if (source_live(s))
         p->n_live += n_made;
+    atomic_store_explicit(&p->may_wait, p->n_live == 0 && !p->abort, memory_order_relaxed);
     p->reg_version++;
     pthread_mutex_unlock(&p->mu);
     sem_post(&p->wake);
@@ -622,6 +626,7 @@ int pipeline_release_source(pipeline *p, struct source *s)
     }
     if (source_live(s))
         p->n_live -= n_gone;
+    atomic_store_explicit(&p->may_wait, p->n_live == 0 && !p->abort, memory_order_relaxed);
     p->n_reg = k;
     p->reg_version++;
     pthread_mutex_unlock(&p->mu);
@@ -1386,7 +1391,7 @@ static void publish_slot(pipeline *p, struct slot *sl)
     else if (rc < 0)
         p->publish_errors++;
     if (ps->st->keep)
-        keep_offer(ps->st->keep, &r, sl->x, g->m, changed);
+        keep_offer(ps->st->keep, &r, sl->x, g->m, changed, &p->may_wait);
     for (unsigned i = 0; i < sl->sev_n; i++)
         publish_severity(p, ps, sl, &sl->sev[i]);
     if (changed) {
@@ -1671,6 +1676,7 @@ void pipeline_abandon(pipeline *p)
 {
     pthread_mutex_lock(&p->mu);
     p->abort = true;
+    atomic_store_explicit(&p->may_wait, false, memory_order_relaxed);
     pthread_cond_broadcast(&p->cv_work);
     pthread_cond_broadcast(&p->cv_done);
     pthread_cond_broadcast(&p->cv_free);

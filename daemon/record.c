@@ -89,6 +89,8 @@
 #define KEEP_SLOTS      32u
 #define KEEP_CLIP_BYTES (NET_WIN * 4u + 2048u)
 #define WRITER_TICK_MS  20
+#define REC_WAIT_MS     5000            /* a fast file source waits at most this per push */
+#define KEEP_WAIT_MS    1000            /* the publisher, per clip, only in a pure replay */
 
 enum { WHY_WRITER, WHY_INPUT };
 static const char *const why_names[] = { "writer", "input" };
@@ -147,6 +149,7 @@ struct rec_tap {
     /* counters: one writer each, read by _stats */
     _Atomic uint64_t recorded, lost, unrecorded, files, bytes;   /* recording */
     _Atomic uint64_t kept, rate_limited, capped, full, failed;   /* keep */
+    _Atomic uint64_t k_refund;       /* writer: bytes of failed clips, given back to the cap */
     _Atomic bool     stopped;        /* writer: a write failed, recording off */
     /* under r->mu */
     bool             closing, closed;
@@ -475,6 +478,16 @@ void recorder_destroy(recorder *r)
 
 /* ---- capture thread ------------------------------------------------------- */
 
+/* Wake the writer unless a wake-up is pending already (a waiting thread
+ * must not pile up posts that the writer would then spin through). */
+static void wake_writer(recorder *r)
+{
+    int v = 1;
+    if (sem_getvalue(&r->wake, &v) == 0 && v == 0)
+        sem_post(&r->wake);
+}
+
+
 /* Push the pending entries, in position order; false if the loss queue has
  * no room for them (they stay pending). */
 static bool push_pending(struct rec_tap *t)
@@ -525,11 +538,16 @@ void rec_push(struct rec_tap *t, const struct ring_vec *v, uint32_t n)
     uint32_t space = ring_write_space(t->q);
     /* A fast file source waits for its stream ring already (lossless):
      * it waits for the disk too.  The writer drains on its own. */
-    while (t->wait && space < n && !atomic_load_explicit(&t->stopped, memory_order_relaxed)) {
-        struct timespec ts = { 0, 200000 };
-        sem_post(&t->r->wake);
-        nanosleep(&ts, NULL);
-        space = ring_write_space(t->q);
+    if (t->wait && space < n) {
+        /* bounded: a stalled disk must not hold the source's stop for good */
+        int64_t until = mono_ns() + REC_WAIT_MS * 1000000LL;
+        while (space < n && !atomic_load_explicit(&t->stopped, memory_order_relaxed)
+               && mono_ns() < until) {
+            struct timespec ts = { 0, 200000 };
+            wake_writer(t->r);
+            nanosleep(&ts, NULL);
+            space = ring_write_space(t->q);
+        }
     }
     if (atomic_load_explicit(&t->stopped, memory_order_relaxed)) {
         add(&t->unrecorded, n);
@@ -559,7 +577,7 @@ void rec_push(struct rec_tap *t, const struct ring_vec *v, uint32_t n)
 /* ---- publisher thread ----------------------------------------------------- */
 
 void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
-                const net_model *m, bool event)
+                const net_model *m, bool event, const _Atomic bool *may_wait)
 {
     const char *reason = NULL;
     if (event && t->k_events)
@@ -581,16 +599,19 @@ void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
         add(&t->rate_limited, 1);
         return;
     }
-    if (t->k_reserved + KEEP_CLIP_BYTES > t->k_max_bytes) {
+    uint64_t refunded = get(&t->k_refund);
+    if (t->k_reserved - refunded + KEEP_CLIP_BYTES > t->k_max_bytes) {
         add(&t->capped, 1);
         return;
     }
     uint32_t h = atomic_load_explicit(&t->k_head, memory_order_relaxed);
     uint32_t tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
-    while (t->wait && h - tl >= KEEP_SLOTS) {
-        /* a fast file source: the publisher waits for the writer */
+    /* a pure replay: the publisher waits for the writer, for a while */
+    for (int64_t until = mono_ns() + KEEP_WAIT_MS * 1000000LL;
+         t->wait && h - tl >= KEEP_SLOTS && atomic_load_explicit(may_wait, memory_order_relaxed)
+         && mono_ns() < until;) {
         struct timespec ts = { 0, 200000 };
-        sem_post(&t->r->wake);
+        wake_writer(t->r);
         nanosleep(&ts, NULL);
         tl = atomic_load_explicit(&t->k_tail, memory_order_acquire);
     }
@@ -646,7 +667,9 @@ static void stop_recording(struct rec_tap *t, const char *what, const char *why)
 
 static void sidecar(struct rec_tap *t, bool complete)
 {
-    char model[16], path[PATH_MAX + 8], start[40], b[REC_LOSS_JSON + 2048];
+    /* the input's path and the stream's name escaped at worst 6 bytes a byte */
+    char model[16], path[PATH_MAX + 8], start[40],
+         b[REC_LOSS_JSON + 6 * (PATH_MAX + 16) + 6 * STREAM_NAME_MAX + 1024];
     size_t pos = 0;
     pthread_mutex_lock(&t->r->mu);
     memcpy(model, t->r->model, sizeof model);
@@ -688,6 +711,40 @@ static void close_file(struct rec_tap *t)
     sidecar(t, rc == 0);
 }
 
+/* Create BASE.wav, never over an existing file: on a clash (a restart in
+ * the same second, two names that map to the same safe name, clips of an
+ * earlier run) BASE gets "-1", "-2", ...  The SNDFILE, or NULL with errno
+ * (and *why libsndfile's word, if it refused). */
+static SNDFILE *create_wav(char *base, size_t len, const SF_INFO *info0, const char **why)
+{
+    size_t n0 = strlen(base);
+    *why = NULL;
+    for (int k = 0; k < 1000; k++) {
+        char path[PATH_MAX + 24];
+        if (k && (n0 + 12 >= len || snprintf(base + n0, len - n0, "-%d", k) < 0)) {
+            errno = ENAMETOOLONG;
+            return NULL;
+        }
+        snprintf(path, sizeof path, "%s.wav", base);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            if (errno == EEXIST)
+                continue;
+            return NULL;
+        }
+        SF_INFO info = *info0;
+        SNDFILE *sf = sf_open_fd(fd, SFM_WRITE, &info, SF_TRUE);    /* closes fd on failure */
+        if (!sf) {
+            *why = sf_strerror(NULL);
+            unlink(path);
+            errno = EIO;
+        }
+        return sf;
+    }
+    errno = EEXIST;
+    return NULL;
+}
+
 static bool open_file(struct rec_tap *t)
 {
     char stamp[32], path[PATH_MAX + 8];
@@ -707,9 +764,10 @@ static bool open_file(struct rec_tap *t)
         stop_recording(t, path, "a WAV file holds only an integer rate");
         return false;
     }
-    t->sf = sf_open(path, SFM_WRITE, &info);
+    const char *why;
+    t->sf = create_wav(t->base, sizeof t->base, &info, &why);
     if (!t->sf) {
-        stop_recording(t, path, sf_strerror(NULL));
+        stop_recording(t, path, why ? why : strerror(errno));
         return false;
     }
     /* no PEAK chunk: its header rewrite is of no use here */
@@ -848,15 +906,17 @@ static void service_keep(struct rec_tap *t)
     uint32_t tl = atomic_load_explicit(&t->k_tail, memory_order_relaxed);
     for (; tl != h; tl++) {
         const struct keep_slot *k = &t->slots[tl % KEEP_SLOTS];
-        char lab[96], base[PATH_MAX], path[PATH_MAX + 8], iso[40], b[2048];
+        char lab[96], base[PATH_MAX], path[PATH_MAX + 24], iso[40],
+             b[2048 + sizeof k->probs + 6 * (STREAM_NAME_MAX + sizeof k->label + sizeof k->state)];
         safe_name(lab, sizeof lab, k->label[0] ? k->label : k->quality);
         int n = snprintf(base, sizeof base, "%s/%s-%" PRIu64 "-%s", t->dir, t->name, k->seq, lab);
         bool ok = n > 0 && (size_t)n + 8 < sizeof base;
         if (ok) {
-            snprintf(path, sizeof path, "%s.wav", base);
             SF_INFO info = { .samplerate = (int)lround(k->rate), .channels = 1,
                              .format = SF_FORMAT_WAV | SF_FORMAT_FLOAT };
-            SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
+            const char *why;
+            SNDFILE *sf = create_wav(base, sizeof base, &info, &why);   /* base may grow "-N" */
+            snprintf(path, sizeof path, "%s.wav", base);
             ok = sf != NULL;
             if (sf) {
                 sf_command(sf, SFC_SET_ADD_PEAK_CHUNK, NULL, SF_FALSE);
@@ -899,12 +959,13 @@ static void service_keep(struct rec_tap *t)
                 if (ok)
                     add(&t->bytes, file_size(path) + pos);
             }
-            if (!ok)
-                unlink(path);
+            if (!ok && sf)
+                unlink(path);       /* ours (create_wav made it), half written */
         }
         if (ok)
             add(&t->kept, 1);
         else {
+            add(&t->k_refund, KEEP_CLIP_BYTES);
             if (!get(&t->failed))
                 log_err("stream %s: cannot keep a window in %s: %s (counted as failed)",
                         t->st->name, t->dir, errno ? strerror(errno) : "write error");

@@ -12,6 +12,7 @@
 #ifndef TRIDENT_RECORD_H
 #define TRIDENT_RECORD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,9 +55,12 @@ void rec_loss(struct rec_tap *t, uint64_t n);
  * NET_WIN of them at the model's rate, before normalisation).  Copied for
  * the writer if it is to be kept: its top probability below
  * keep.unsure_below, labelled unknown or anomaly, or event (it changed the
- * state).  Rate-limited and size-capped (counted).  Never blocks. */
+ * state).  Rate-limited and size-capped (counted).  Never blocks, except
+ * for a fast file stream while *may_wait (the pipeline has no live stream
+ * and is not being abandoned): then it waits up to KEEP_WAIT_MS for a free
+ * slot, so that a replay keeps every clip. */
 void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
-                const struct net_model *m, bool event);
+                const struct net_model *m, bool event, const _Atomic bool *may_wait);
 
 /* The `,"record":{...}` and `,"keep":{...}` members of a stream's _stats
  * object (nothing for a NULL tap).  At most REC_STATS_MAX bytes. */

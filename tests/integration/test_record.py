@@ -172,6 +172,21 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
          and ks.get("kept") == n_due,
          f"{len(clips)} clips, why {why_ok}: {json.dumps(ks)}")
 
+    # the same run again into the same folders: nothing overwritten (the file
+    # names repeat within the second, the clips' seq from 0)
+    n_wav = len(glob.glob(os.path.join(rec_a, "*.wav")))
+    n_clip = len(glob.glob(os.path.join(keep_a, "*.wav")))
+    msgs2, err, rc = run(exe, conf, env, 240,
+                         lambda m: len(windows_of(m, "c16")) >= n_a
+                         and last_stats(m, "hit").get("eof"))
+    T.ok(f"{tag}: a second run into the same folders overwrites nothing "
+         f"({n_wav} + {n_wav} recordings, {n_clip} + {n_clip} clips)",
+         rc == 0 and len(glob.glob(os.path.join(rec_a, "*.wav"))) == 2 * n_wav
+         and len(glob.glob(os.path.join(keep_a, "*.wav"))) == 2 * n_clip
+         and len(glob.glob(os.path.join(keep_a, "*.json"))) == 2 * n_clip,
+         f"{len(glob.glob(os.path.join(rec_a, '*.wav')))} recordings, "
+         f"{len(glob.glob(os.path.join(keep_a, '*.wav')))} clips")
+
     # ---- 3, 4: ALSA ---------------------------------------------------------------
     plugin = os.path.join(build, "alsa", "libasound_module_pcm_trident_test.so")
     raw2 = os.path.join(tmp, "in2.raw")
@@ -227,6 +242,22 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
          and all(m["lost_input"] == 0 for m, _ in recs), f"{len(val)} samples, {len(recs)} files")
     T.ok(f"{tag}: slow disk: the sidecars' writer losses add up to at least _stats' count",
          wl >= lost > 0, f"sidecars {wl}, _stats {lost}")
+
+    # 4b. beside a live stream the publisher never waits for a slow writer:
+    # the fast file's clips that find the slots full are counted instead
+    keep_e = os.path.join(tmp, "keep_e")
+    conf = daemon_conf(tmp, MODEL, f'{{ name = "live"; type = "alsa"; device = "tpaced2"; '
+                       f'rate = 12000; channels = 2; format = "S16_LE"; }}, '
+                       f'{{ name = "ff"; type = "file"; path = "{wav16}"; pace = "fast"; hop = 256; '
+                       f'keep = {{ path = "{keep_e}"; unsure_below = 1.0; events = false; '
+                       f'max_per_minute = 100000; }}; }}', stats=0.5)
+    msgs, err, rc = run(exe, conf, dict(aenv, TRIDENT_TEST_RECORD_DELAY_MS="100"), 120,
+                        lambda m: last_stats(m, "ff").get("keep", {}).get("full", 0) > 0
+                        and len(windows_of(m, "live/0")) >= 20)
+    ks = last_stats(msgs, "ff").get("keep", {})
+    T.ok(f"{tag}: beside a live stream, a slow writer: the publisher does not wait, "
+         f"clips that find no slot are counted ({ks.get('full')})",
+         rc == 0 and ks.get("full", 0) > 0, f"rc {rc}: {json.dumps(ks)} {err[-300:]}")
 
     # ---- 5: full tmpfs ----------------------------------------------------------------
     full = os.path.join(tmp, "full")
