@@ -82,11 +82,11 @@ TEST(defaults)
     CHECK(cfg_validate(&c, err, sizeof err) == -EINVAL);
     CHECKF(strstr(err, "duplicate") && strstr(err, "\"x\""), "%s", err);
     c.n_streams--;
-    free(c.streams[1].name), free(c.streams[1].device), free(c.streams[1].format);
+    cfg_stream_free(&c.streams[1]);
     c.hwm = -5;
     CHECK(cfg_validate(&c, err, sizeof err) == -EINVAL);
     CHECKF(strstr(err, "publish.hwm"), "%s", err);
-    free(s.name), free(s.device), free(s.format);
+    cfg_stream_free(&s);
     cfg_free(&c);
     cfg_free(&c); /* twice is harmless */
 }
@@ -238,7 +238,7 @@ TEST(command_line_overrides)
     o = (struct cfg_cli)CFG_CLI_UNSET;
     CHECK(cfg_apply_cli(&c, &o, err, sizeof err) == -EINVAL);
     CHECKF(strstr(err, "stream \"x\"") && strstr(err, "duplicate"), "%s", err);
-    free(s.name), free(s.path), free(s.format);
+    cfg_stream_free(&s);
     cfg_free(&c);
 }
 
