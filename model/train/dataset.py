@@ -211,9 +211,12 @@ def load_samples(recs, prep, rate, channel=0, check=True, min_samples=WINDOW):
     """Fill each Recording's .samples (trident-prep at `rate`, `channel`) and
     .sha256.  With check: refuse (DataError 65) a recording shorter than
     min_samples after resampling or with a non-finite sample (NaN, Inf),
-    naming the file and the first bad sample."""
+    naming the file and the first bad sample.  Recordings already loaded
+    (model/train/train.py loads the CWRU set once) are kept."""
     with tempfile.TemporaryDirectory(prefix="trident-prep-") as tmp:
         for r in recs:
+            if r.samples is not None:
+                continue
             if not os.path.isfile(r.path):
                 raise DataError(EX_NOINPUT, f"{r.path}: no such file")
             if not os.access(r.path, os.R_OK):

@@ -69,6 +69,14 @@ def parse_args(argv):
     ap.add_argument("--snr", default="10,40", help="additive noise SNR range in dB (default 10,40)")
     ap.add_argument("--noise-prob", type=float, default=0.5)
     ap.add_argument("--background-snr", default="0,20", help="background mixing SNR range, dB")
+    ap.add_argument("--color", type=float, default=0.8,
+                    help="share of training windows given a random transfer function, "
+                         "as another mounting or sensor would (default 0.8; 0: none)")
+    ap.add_argument("--color-db", type=float, default=10.0,
+                    help="spread of that transfer function, dB (std at 9 log-spaced knots, "
+                         "default 10)")
+    ap.add_argument("--tilt-db", type=float, default=3.0,
+                    help="its random spectral tilt, +- dB per octave (default 3)")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
     ap.add_argument("--prep", help="trident-prep program (default: found beside the tool)")
     ap.add_argument("--force", action="store_true",
@@ -98,6 +106,8 @@ def parse_args(argv):
         ap.error("--val-fraction must be in [0, 1)")
     if not 1 <= a.rate <= 10000000:
         ap.error("--rate must be 1 to 10000000 Hz")
+    if not 0 <= a.color <= 1 or a.color_db < 0 or a.tilt_db < 0:
+        ap.error("--color must be in [0, 1], --color-db and --tilt-db not negative")
     if a.epochs < 1 or a.batch < 1 or a.patience < 1 or a.val_hop < 1:
         ap.error("--epochs, --batch, --patience and --val-hop must be positive")
     a.class_list = [c for c in a.classes.split(",")] if a.classes else None
@@ -133,7 +143,10 @@ class Augmenter:
     """Random training windows with the robustness augmentations, all from
     one numpy Generator (seeded): random offset (time shift), speed change
     by linear-interpolation resampling, gain, additive white noise at a
-    random SNR, and background mixing at a random SNR.  Classes are drawn
+    random SNR, background mixing at a random SNR, and a random transfer
+    function (a smooth gain curve over log frequency, applied in the
+    frequency domain, circular over the window: another mounting, sensor or
+    machine colours the same fault differently).  Classes are drawn
     uniformly (class balancing by sampling), then a recording of the class
     with probability proportional to its length."""
 
@@ -154,6 +167,17 @@ class Augmenter:
             return seg[:WINDOW]
         return np.interp(np.arange(WINDOW) * speed, np.arange(need), seg)
 
+    def _color(self, w, rate):
+        """w through a random smooth transfer function: gains at 9 knots
+        log-spaced from 30 Hz to rate/2, drawn N(0, color_db), plus a tilt
+        of +-tilt_db per octave, interpolated over log frequency."""
+        a, rng = self.a, self.rng
+        knots = np.linspace(np.log2(30.0), np.log2(max(rate / 2.0, 60.0)), 9)
+        lf = np.log2(np.maximum(np.fft.rfftfreq(len(w), 1.0 / rate), 30.0))
+        g = (rng.normal(0.0, a.color_db, len(knots))
+             + rng.uniform(-a.tilt_db, a.tilt_db) * (knots - knots.mean()))
+        return np.fft.irfft(np.fft.rfft(w) * 10 ** (np.interp(lf, knots, g) / 20), len(w))
+
     def batch(self, n):
         rng, a = self.rng, self.a
         ys = rng.integers(0, len(self.classes), n)
@@ -162,6 +186,8 @@ class Augmenter:
             xs = self.by_class[c]
             x = xs[rng.choice(len(xs), p=self.p[c])]
             w = self._cut(x, 1.0 + rng.uniform(-a.speed, a.speed))
+            if a.color > 0 and rng.random() < a.color:
+                w = self._color(w, a.rate)
             w = w * 10 ** (rng.uniform(-a.gain_db, a.gain_db) / 20)
             p = np.mean(w * w) + 1e-30
             if self.bg and rng.random() < 0.5:
@@ -195,24 +221,16 @@ def fmt_s(s):
     return f"{s // 60}:{s % 60:02d}"
 
 
-def train(a, out=sys.stdout):
-    """The whole run; returns the card dict.  Raises DataError."""
-    t0 = time.time()
-    classes, recs = ds.discover(a.data, a.class_list)
-    check_output(a, classes)
-    prep = ds.find_prep(a.prep)
-    ds.load_samples(recs, prep, a.rate, a.channel)
-    tr, val = ds.split_recordings(recs, classes, a.val_fraction, a.seed)
-    if a.val_fraction > 0:
-        for c in classes:
-            if not any(len(ds.windows(r.samples, a.val_hop)) for r in val if r.cls == c):
-                raise DataError(ds.EX_DATAERR, f"class {c!r}: its validation recordings hold no "
-                                "window; add recordings or pass --val-fraction 0")
-
+def fit(a, classes, tr, val, out=sys.stdout, quiet=None):
+    """Train a Net on the training Recordings tr (seeded by a.seed), early
+    stopping on val (class-balanced accuracy; no val: every epoch runs and
+    the last is kept).  Adam at a.lr with a cosine schedule to 0 over
+    a.epochs.  Returns (net with the kept weights, their validation metrics
+    or None, the kept epoch, epochs run, history, windows per epoch)."""
     import torch
     import torch.nn.functional as F
-    import card
     from net import Net, normalize
+    quiet = a.quiet if quiet is None else quiet
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     torch.use_deterministic_algorithms(True)
@@ -222,15 +240,9 @@ def train(a, out=sys.stdout):
     n_tr = sum(len(r.samples) // WINDOW for r in tr if r.cls != ds.BACKGROUND)
     per_epoch = a.windows_per_epoch or min(max(n_tr, a.batch), 4000)
     steps = max(1, per_epoch // a.batch)
-    bg = [r.rel for r in tr if r.cls == ds.BACKGROUND]
-    print(f"{PROG}: {len(recs)} recordings, classes {','.join(classes)}, {a.rate} Hz; "
-          f"train {sum(r.cls != ds.BACKGROUND for r in tr)}, validation {len(val)}"
-          + (f", background {len(bg)}" if bg else "")
-          + f"; {steps * a.batch} windows per epoch ({time.time() - t0:.1f} s to prepare)",
-          file=out, flush=True)
-
     net = Net(len(classes))
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs * steps)
     best, best_ep, best_sd, best_m, since = -1.0, 0, None, None, 0
     history, t_train = [], time.time()
     ep = 0
@@ -244,6 +256,7 @@ def train(a, out=sys.stdout):
             loss = F.cross_entropy(net(xt), torch.from_numpy(yb))
             loss.backward()
             opt.step()
+            sched.step()
             lsum += loss.item()
         net.eval()
         loss = lsum / steps
@@ -262,15 +275,46 @@ def train(a, out=sys.stdout):
         left = el / ep * (a.epochs - ep)
         history.append({"epoch": ep, "loss": round(loss, 6),
                         "val_balanced_accuracy": score, "seconds": round(time.time() - t1, 2)})
-        if not a.quiet:
+        if not quiet:
             va = f"val balanced acc {100 * score:6.2f}%" if score is not None else "no validation"
             print(f"epoch {ep:3d}/{a.epochs}: loss {loss:.4f}, {va}{' *' if improved and val else '  '} "
                   f"elapsed {fmt_s(el)}, left at most {fmt_s(left)}", file=out, flush=True)
         if val and since >= a.patience:
-            if not a.quiet:
+            if not quiet:
                 print(f"early stop: no better validation for {a.patience} epochs", file=out, flush=True)
             break
     net.load_state_dict(best_sd)
+    return net, best_m, best_ep, ep, history, steps * a.batch
+
+
+def train(a, out=sys.stdout, recs=None):
+    """The whole run; returns the card dict.  Raises DataError.  recs:
+    (classes, Recordings) already discovered (model/train/train.py builds
+    the shipped model's from the CWRU manifest); default: discover a.data."""
+    t0 = time.time()
+    classes, recs = recs if recs is not None else ds.discover(a.data, a.class_list)
+    check_output(a, classes)
+    prep = ds.find_prep(a.prep)
+    ds.load_samples(recs, prep, a.rate, a.channel)
+    tr, val = ds.split_recordings(recs, classes, a.val_fraction, a.seed)
+    if a.val_fraction > 0:
+        for c in classes:
+            if not any(len(ds.windows(r.samples, a.val_hop)) for r in val if r.cls == c):
+                raise DataError(ds.EX_DATAERR, f"class {c!r}: its validation recordings hold no "
+                                "window; add recordings or pass --val-fraction 0")
+
+    import torch
+    import card
+    bg = [r.rel for r in tr if r.cls == ds.BACKGROUND]
+    n_tr = sum(len(r.samples) // WINDOW for r in tr if r.cls != ds.BACKGROUND)
+    per_epoch = a.windows_per_epoch or min(max(n_tr, a.batch), 4000)
+    print(f"{PROG}: {len(recs)} recordings, classes {','.join(classes)}, {a.rate} Hz; "
+          f"train {sum(r.cls != ds.BACKGROUND for r in tr)}, validation {len(val)}"
+          + (f", background {len(bg)}" if bg else "")
+          + f"; {max(1, per_epoch // a.batch) * a.batch} windows per epoch "
+          f"({time.time() - t0:.1f} s to prepare)", file=out, flush=True)
+    t_train = time.time()
+    net, best_m, best_ep, ep, history, per_epoch = fit(a, classes, tr, val, out)
     import export
     meta = export.metadata(classes, a.rate, "zscore")
     meta["trident.trainer"] = f"trident-train {trainer_version()}"
@@ -295,7 +339,8 @@ def train(a, out=sys.stdout):
                      "val_recordings": sum(r.cls == c for r in val),
                      "train_windows": sum(len(r.samples) // WINDOW for r in tr if r.cls == c)}
                  for c in classes}
-    opts = {k: v for k, v in vars(a).items() if k not in ("snr_range", "bg_range", "class_list")}
+    opts = {k: v for k, v in vars(a).items() if k not in ("snr_range", "bg_range", "class_list", "prep")}
+    opts["output"] = os.path.basename(a.output)    # no machine paths in a card
     c = {"model": os.path.basename(a.output), "sha256": sha,
          "classes": classes, "sample_rate": a.rate, "normalize": "zscore", "window": WINDOW,
          "trainer_version": trainer_version(), "torch": torch.__version__, "seed": a.seed,
@@ -305,8 +350,8 @@ def train(a, out=sys.stdout):
                   "train": [r.rel for r in tr], "validation": [r.rel for r in val]},
          "validation": best_m, "openset": openset,
          "training": {"epochs_run": ep, "best_epoch": best_ep, "history": history,
-                      "windows_per_epoch": steps * a.batch, "val_hop": a.val_hop,
-                      "optimizer": f"Adam lr {a.lr}, batch {a.batch}",
+                      "windows_per_epoch": per_epoch, "val_hop": a.val_hop,
+                      "optimizer": f"Adam lr {a.lr}, cosine schedule to 0, batch {a.batch}",
                       "balancing": "classes drawn uniformly per training window"},
          "options": opts}
     jp, mp = card.write_card(a.output, c)
