@@ -151,7 +151,8 @@ struct pl_stream {
     double           sev_bounds[3];  /* zone boundaries, mm/s */
     struct sev_est   sev_q[SEV_Q];   /* blocks ended, not yet on a slot */
     unsigned         sev_qn;
-    _Atomic uint64_t sev_dropped;    /* blocks beyond SEV_Q before a window: not published */
+    _Atomic uint64_t sev_dropped;    /* blocks not published: beyond SEV_Q before a window,
+                                      * or ended after the stream's last window */
     uint64_t         last_dropped;
     uint64_t         gap_pos;        /* 1 + the newest loss position seen (0: none) */
     bool             drained;
@@ -953,7 +954,13 @@ static void *windower_main(void *arg)
                 progress = true;
             } else if (ps->drained) {
                 /* Every window it gave is below head: once the publisher's
-                 * tail passes it, the stream may be freed. */
+                 * tail passes it, the stream may be freed.  Severity blocks
+                 * that ended after its last window have no slot to ride
+                 * on: counted, not lost silently. */
+                if (ps->sev_qn) {
+                    atomic_fetch_add_explicit(&ps->sev_dropped, ps->sev_qn, memory_order_relaxed);
+                    ps->sev_qn = 0;
+                }
                 pthread_mutex_lock(&p->mu);
                 ps->ended = true;
                 ps->end_head = p->head;

@@ -2,17 +2,19 @@
  *
  * The samples of a stream (acceleration, `scale` m/s^2 per sample unit) are
  * cut into blocks of N = the smallest power of two >= rate * seconds
- * samples, one after the other.  Each block: the mean removed, a Hann
- * window, a radix-2 FFT; acceleration is integrated to velocity in the
- * frequency domain (divided by 2 pi f), and the velocity's RMS is the
- * Parseval sum over the bins from f_lo to f_hi:
+ * samples, one after the other.  Each block is decimated by D (a cascade
+ * of half-band filters, D = 4 at 12 kHz: severity.c) to M = N / D samples;
+ * then the mean removed, a Hann window, a radix-2 FFT; acceleration is
+ * integrated to velocity in the frequency domain (divided by 2 pi f), and
+ * the velocity's RMS is the Parseval sum over the bins from f_lo to f_hi:
  *
- *   v_rms^2 = 2 / (N * sum w^2) * sum_{f_lo <= f_k <= f_hi} |A_k|^2 / (2 pi f_k)^2
+ *   v_rms^2 = 2 / (M * sum w^2) * sum_{f_lo <= f_k <= f_hi} |A_k|^2 / (2 pi f_k)^2
  *
  * which for a sine a sin(2 pi f0 t) inside the band gives a / (sqrt 2 * 2 pi f0)
- * (the window's leakage stays in the sum).  A block with a non-finite
- * sample has no estimate (NaN).  Everything is allocated by sev_create();
- * sev_feed() allocates nothing.
+ * (the window's leakage stays in the sum; the decimators are flat to 3e-4
+ * in the band).  A block with a non-finite sample has no estimate (NaN);
+ * the next block does.  Everything is allocated by sev_create(); sev_feed()
+ * allocates nothing.
  */
 #ifndef TRIDENT_SEVERITY_H
 #define TRIDENT_SEVERITY_H

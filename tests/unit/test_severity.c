@@ -11,33 +11,42 @@
 #define RATE 12000.0
 static const double PI = 3.14159265358979323846;
 
-/* The velocity of the second block of a sine (the first with a phase of 0.3). */
-static double velocity_of(double amp, double f0, double dc, bool nan_at_100)
+/* The velocity of block `which` (0: the first) of three of a sine with a
+ * phase of 0.3, at `rate`; a NaN at sample 100 of block `nan_in` (-1: none). */
+static double velocity_at(double rate, double amp, double f0, double dc, int nan_in, int which)
 {
-    severity *s = sev_create(RATE, 1.0, 10, 1000, 1.0);
+    severity *s = sev_create(rate, 1.0, 10, 1000, 1.0);
     if (!s)
         return -1;
-    size_t n = sev_block(s) * 2;
+    size_t n = sev_block(s) * 3;
     float *x = malloc(n * sizeof *x);
-    double v = -1;
+    double v = -1, got = -1;
     unsigned long long end = 0;
     for (size_t i = 0; i < n; i++)
-        x[i] = (float)(dc + amp * sin(2 * PI * f0 * (double)i / RATE + 0.3));
-    if (nan_at_100)
-        x[sev_block(s) + 100] = NAN;
+        x[i] = (float)(dc + amp * sin(2 * PI * f0 * (double)i / rate + 0.3));
+    if (nan_in >= 0)
+        x[sev_block(s) * (size_t)nan_in + 100] = NAN;
     /* fed in uneven chunks, as the windower does */
     unsigned blocks = 0;
     for (size_t i = 0; i < n; i += 777)
         for (size_t j = i, e = n - i < 777 ? n : i + 777; j < e;) {
             bool done;
             j += sev_feed(s, x + j, e - j, &done, &v, &end);
-            blocks += done;
+            if (done && (int)blocks++ == which)
+                got = v;
         }
-    if (blocks != 2 || end != n)
-        v = -2;
+    if (blocks != 3 || end != n)
+        got = -2;
+    v = got;
     free(x);
     sev_destroy(s);
     return v;
+}
+
+/* The second block (the first past the decimators' start-up). */
+static double velocity_of(double amp, double f0, double dc, bool nan_at_100)
+{
+    return velocity_at(RATE, amp, f0, dc, nan_at_100 ? 1 : -1, 1);
 }
 
 TEST(sines_inside_the_band_to_one_percent)
@@ -59,9 +68,27 @@ TEST(sines_outside_the_band_are_left_out)
            velocity_of(2.0, 3000, 0, false));
 }
 
+TEST(at_51200_hz_four_decimation_stages_to_one_percent)
+{
+    const double f[] = { 15, 100, 900, 990 };
+    for (unsigned i = 0; i < sizeof f / sizeof *f; i++) {
+        double want = 1000.0 * 2.0 / (sqrt(2.0) * 2 * PI * f[i]);
+        double got = velocity_at(51200, 2.0, f[i], 0, -1, 1);
+        CHECKF(fabs(got - want) < 0.01 * want, "%.1f Hz: %.5f mm/s, want %.5f", f[i], got, want);
+    }
+    /* 2.1 kHz lies where the decimators stop: it must not alias into the band */
+    CHECKF(velocity_at(51200, 2.0, 2100, 0, -1, 1) < 1e-3, "2.1 kHz: %.6f",
+           velocity_at(51200, 2.0, 2100, 0, -1, 1));
+}
+
 TEST(a_nonfinite_sample_gives_no_estimate)
 {
     CHECK(isnan(velocity_of(1.0, 100, 0, true)));
+    /* and only its own block: the filters saw 0 for it */
+    double want = 1000.0 * 1.0 / (sqrt(2.0) * 2 * PI * 100);
+    double next = velocity_at(RATE, 1.0, 100, 0, 1, 2);
+    CHECKF(fabs(next - want) < 0.01 * want, "the block after: %.5f, want %.5f", next, want);
+    CHECK(isnan(velocity_at(RATE, 1.0, 100, 0, 1, 1)));
 }
 
 TEST(zones_and_bounds)
@@ -107,6 +134,7 @@ int main(void)
 {
     RUN(sines_inside_the_band_to_one_percent);
     RUN(sines_outside_the_band_are_left_out);
+    RUN(at_51200_hz_four_decimation_stages_to_one_percent);
     RUN(a_nonfinite_sample_gives_no_estimate);
     RUN(zones_and_bounds);
     RUN(every_block_of_a_long_feed_is_reported);
