@@ -211,6 +211,27 @@ static const struct key keys[] = {
     { "severity.seconds", K_DBL, S(SC_STREAM, sev_seconds), .dlo = 0.1, .dhi = 10, .ddef = 1,
       .doc = "Seconds per estimate (a block of the next power of two samples, back to back, "
              "at most 2^20; its FFT runs on the windower thread: 2^20 points take about 40 ms)." },
+    { "severity.rpm", K_DBL, S(SC_STREAM, sev_rpm), .dlo = 0, .dhi = 1e6, .ddef = 0,
+      .def_doc = "0: no defect frequencies",
+      .doc = "Shaft speed in revolutions per minute. With severity.balls, "
+             "severity.ball_diameter and severity.pitch_diameter (all four or none), each "
+             "_severity message also carries the bearing's defect frequencies (FTF, BPFO, "
+             "BPFI, BSF) and how far each stands out of the squared-envelope spectrum, in dB "
+             "(tridentd(8))." },
+    { "severity.balls", K_UINT, S(SC_STREAM, sev_balls), .lo = 0, .hi = 1000, .idef = 0,
+      .doc = "Rolling elements in the bearing (at least 3)." },
+    { "severity.ball_diameter", K_DBL, S(SC_STREAM, sev_ball_d), .dlo = 0, .dhi = 1e6, .ddef = 0,
+      .doc = "Rolling-element diameter, in the unit of severity.pitch_diameter." },
+    { "severity.pitch_diameter", K_DBL, S(SC_STREAM, sev_pitch_d), .dlo = 0, .dhi = 1e6,
+      .ddef = 0,
+      .doc = "Pitch diameter (the circle through the rolling elements' centres); above "
+             "severity.ball_diameter." },
+    { "severity.contact_angle", K_DBL, S(SC_STREAM, sev_contact), .dlo = 0, .dhi = 89, .ddef = 0,
+      .doc = "Contact angle in degrees (0 for a deep-groove ball bearing)." },
+    { "severity.envelope_hz", K_DBL, S(SC_STREAM, sev_env_hz), .dlo = 10, .dhi = 1e6, .ddef = 1000,
+      .doc = "The envelope band's lower edge: the acceleration is high-passed here "
+             "(4th-order Butterworth) before it is squared; below the model's rate / 2. Put it "
+             "under the resonances the impacts ring (the CWRU rig: 2-4 kHz)." },
     { "record", K_GROUP, S(SC_STREAM, record_path), .def_doc = "off",
       .doc = "Record the stream's samples as captured (at the device's or the "
              "file's rate, before resampling) into 32-bit float WAV files that "
@@ -792,6 +813,29 @@ static int check_stream(const struct cfg *c, unsigned i, char *msg, size_t len,
     *which = "severity.sensitivity";
     if (s->sev_scale > 0 && s->sev_sensitivity > 0) {
         snprintf(msg, len, "severity: give scale or sensitivity, not both");
+        return -EINVAL;
+    }
+    *which = "severity.rpm";
+    bool any = s->sev_rpm > 0 || s->sev_balls || s->sev_ball_d > 0 || s->sev_pitch_d > 0;
+    if (any && !(s->sev_scale > 0 || s->sev_sensitivity > 0)) {
+        snprintf(msg, len, "severity: defect frequencies need severity.scale or "
+                 "severity.sensitivity");
+        return -EINVAL;
+    }
+    if (any && !(s->sev_rpm > 0 && s->sev_balls && s->sev_ball_d > 0 && s->sev_pitch_d > 0)) {
+        snprintf(msg, len, "severity: defect frequencies need all of rpm, balls, "
+                 "ball_diameter and pitch_diameter");
+        return -EINVAL;
+    }
+    *which = "severity.balls";
+    if (any && s->sev_balls < 3) {
+        snprintf(msg, len, "severity.balls: %u; a bearing has at least 3", s->sev_balls);
+        return -EINVAL;
+    }
+    *which = "severity.ball_diameter";
+    if (any && s->sev_ball_d >= s->sev_pitch_d) {
+        snprintf(msg, len, "severity.ball_diameter: %g is not below pitch_diameter %g",
+                 s->sev_ball_d, s->sev_pitch_d);
         return -EINVAL;
     }
     *which = "channel_names";

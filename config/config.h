@@ -60,6 +60,9 @@ struct cfg_stream {
     double        sev_scale, sev_sensitivity, sev_seconds;
     unsigned      sev_group;
     char         *sev_foundation; /* "rigid" | "flexible" */
+    /* bearing defect frequencies (dsp/severity.h sev_set_bearing); off: rpm 0 */
+    double        sev_rpm, sev_ball_d, sev_pitch_d, sev_contact, sev_env_hz;
+    unsigned      sev_balls;
     /* record = { ... }: the captured samples on disk (daemon/record.h) */
     char         *record_path;   /* NULL: not recorded */
     unsigned      record_max_bytes;

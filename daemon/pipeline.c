@@ -109,6 +109,7 @@ struct pl_stream;
 struct sev_est {
     double   v;                       /* velocity RMS, mm/s (NaN: non-finite input) */
     uint64_t end;                     /* samples at the model's rate up to its end */
+    double   db[SEV_NDEFECT];         /* defect prominences, dB (bearing set; NaN: none) */
 };
 
 struct slot {
@@ -149,6 +150,8 @@ struct pl_stream {
     /* windower thread */
     severity        *sev;            /* severity = { ... }, NULL: off */
     double           sev_bounds[3];  /* zone boundaries, mm/s */
+    bool             sev_bearing;    /* defect frequencies too (severity.rpm ...) */
+    double           sev_hz[SEV_NDEFECT];
     struct sev_est   sev_q[SEV_Q];   /* blocks ended, not yet on a slot */
     unsigned         sev_qn;
     _Atomic uint64_t sev_dropped;    /* blocks not published: beyond SEV_Q before a window,
@@ -524,6 +527,25 @@ int pipeline_add_source(pipeline *p, struct source *s, char *err, size_t errlen)
             }
             sev_iso_bounds((int)c->sev_group, c->sev_foundation
                            && !strcmp(c->sev_foundation, "flexible"), ps->sev_bounds);
+            if (c->sev_rpm > 0) {
+                struct sev_bearing b = { .rpm = c->sev_rpm, .balls = c->sev_balls,
+                                         .ball_diameter = c->sev_ball_d,
+                                         .pitch_diameter = c->sev_pitch_d,
+                                         .contact_deg = c->sev_contact,
+                                         .envelope_hz = c->sev_env_hz };
+                int brc = sev_set_bearing(ps->sev, &b);
+                if (brc == -ENOMEM)
+                    goto nomem;
+                if (brc < 0) {
+                    snprintf(err, errlen, "stream %s: severity.envelope_hz: %g Hz is not below "
+                             "half the model's rate (%g Hz)", st->name, c->sev_env_hz,
+                             ps->out_rate / 2);
+                    rc = -EINVAL;
+                    goto fail;
+                }
+                double db[SEV_NDEFECT];
+                ps->sev_bearing = sev_defects(ps->sev, ps->sev_hz, db);
+            }
         }
     }
     s->wake = &p->wake;
@@ -784,7 +806,12 @@ static void feed(pipeline *p, struct pl_stream *ps, const float *x, size_t n, in
             ps->sev_qn--;
             atomic_fetch_add_explicit(&ps->sev_dropped, 1, memory_order_relaxed);
         }
-        ps->sev_q[ps->sev_qn++] = (struct sev_est){ .v = v, .end = end };
+        struct sev_est *e = &ps->sev_q[ps->sev_qn++];
+        *e = (struct sev_est){ .v = v, .end = end };
+        double hz[SEV_NDEFECT];
+        if (!ps->sev_bearing || !sev_defects(ps->sev, hz, e->db))
+            for (int d = 0; d < SEV_NDEFECT; d++)
+                e->db[d] = NAN;
     }
     do {
         size_t k = win_push(ps->win, x, n);
@@ -1284,7 +1311,7 @@ static void publish_event(pipeline *p, const struct pl_stream *ps, const struct 
 static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slot *sl,
                              const struct sev_est *e)
 {
-    char b[STREAM_NAME_MAX * 6 + 256];
+    char b[STREAM_NAME_MAX * 6 + 512];
     size_t pos = 0;
     size_t n = sev_block(ps->sev);
     double t0 = sl->t - ((double)sl->sample - (double)(e->end - n)) / ps->out_rate;
@@ -1299,9 +1326,21 @@ static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slo
         publish_json_printf(b, sizeof b, &pos, "\"%s\"", zone);
     else
         publish_json_printf(b, sizeof b, &pos, "null");
-    publish_json_printf(b, sizeof b, &pos, ",\"band_hz\":[%g,%g],\"bounds_mm_s\":[%g,%g,%g]}",
+    publish_json_printf(b, sizeof b, &pos, ",\"band_hz\":[%g,%g],\"bounds_mm_s\":[%g,%g,%g]",
                         SEV_F_LO, SEV_F_HI, ps->sev_bounds[0], ps->sev_bounds[1],
                         ps->sev_bounds[2]);
+    if (ps->sev_bearing) {
+        static const char *const name[SEV_NDEFECT] = { "ftf", "bpfo", "bpfi", "bsf" };
+        publish_json_printf(b, sizeof b, &pos, ",\"defects\":{");
+        for (int d = 0; d < SEV_NDEFECT; d++) {
+            publish_json_printf(b, sizeof b, &pos, "%s\"%s\":{\"hz\":%.6g,\"db\":", d ? "," : "",
+                                name[d], ps->sev_hz[d]);
+            publish_json_printf(b, sizeof b, &pos, isfinite(e->db[d]) ? "%.4g}" : "null}",
+                                e->db[d]);
+        }
+        publish_json_printf(b, sizeof b, &pos, "}");
+    }
+    publish_json_printf(b, sizeof b, &pos, "}");
     int rc = pos < sizeof b ? publish_raw(p->pub, "_severity", b) : -EMSGSIZE;
     if (rc < 0 && rc != -ECANCELED)
         p->publish_errors++;

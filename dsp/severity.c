@@ -40,16 +40,29 @@ struct halfband {
     double *c, *buf;
 };
 
+/* A block's way down to rate / 2^nst: the stages, where fed samples go
+ * (st[0]'s block, or y when there is no stage) and the decimated block. */
+struct cascade {
+    struct halfband st[SEV_MAX_STAGES];
+    unsigned nst;
+    size_t   m;                     /* decimated samples per block, n / 2^nst */
+    double  *in, *y;
+};
+
 struct severity {
     size_t    n, fill;              /* input samples per block; filled */
-    size_t    m;                    /* decimated samples per block, n / 2^nst */
-    unsigned  log2n, nst;
+    size_t    m;                    /* decimated samples per block */
+    unsigned  log2n;
     bool      bad;                  /* a non-finite sample in the block being filled */
     double    rate, scale, f_lo, f_hi, wsum2;
     unsigned long long fed;
-    struct halfband st[SEV_MAX_STAGES];
-    double   *in;                   /* where fed samples go: st[0]'s block, or y */
-    double   *y;                    /* the decimated block, m values */
+    struct cascade vel;             /* the acceleration's */
+    /* bearing defects (sev_set_bearing): the envelope path */
+    bool      bearing;
+    struct cascade env;             /* the squared high-passed acceleration's */
+    double    hp[2][5], hp_z[2][2];   /* 2 biquads b0 b1 b2 a1 a2; their states */
+    double    hz[SEV_NDEFECT], db[SEV_NDEFECT];
+    double   *pw, *pw2;             /* envelope spectrum power over the band; a copy (median) */
     double   *re, *im, *win;        /* H = m/2 complex points; m window values */
     double   *tw_re, *tw_im;        /* per stage len: e^{-2 pi i k/len}, k < len/2 */
     double   *sp_re, *sp_im;        /* e^{-2 pi i k/N}, k <= H */
@@ -94,15 +107,50 @@ static void halfband_design(struct halfband *hb)
         hb->c[q] /= sum;
 }
 
+static void cascade_free(struct cascade *c)
+{
+    for (unsigned i = 0; i < c->nst; i++) {
+        free(c->st[i].c);
+        free(c->st[i].buf);
+    }
+    free(c->y);
+    memset(c, 0, sizeof *c);
+}
+
+/* Half-band stages while the rate stays >= 6 f_hi before halving and the
+ * block keeps 256 samples.  false: out of memory. */
+static bool cascade_init(struct cascade *c, double rate, double f_hi, size_t n)
+{
+    double r = rate;
+    size_t len = n;
+    while (c->nst < SEV_MAX_STAGES && r / 2 >= 3 * f_hi && len / 2 >= 256) {
+        struct halfband *hb = &c->st[c->nst++];
+        hb->len = len;
+        hb->taps = halfband_taps(r, f_hi);
+        hb->pairs = (hb->taps + 1) / 4;
+        hb->buf = calloc(hb->taps - 1 + len, sizeof *hb->buf);
+        hb->c = malloc(hb->pairs * sizeof *hb->c);
+        if (!hb->buf || !hb->c)
+            return false;
+        halfband_design(hb);
+        r /= 2;
+        len /= 2;
+    }
+    c->m = len;
+    if (!(c->y = malloc(c->m * sizeof *c->y)))
+        return false;
+    c->in = c->nst ? c->st[0].buf + c->st[0].taps - 1 : c->y;
+    return true;
+}
+
 void sev_destroy(severity *s)
 {
     if (!s)
         return;
-    for (unsigned i = 0; i < s->nst; i++) {
-        free(s->st[i].c);
-        free(s->st[i].buf);
-    }
-    free(s->y);
+    cascade_free(&s->vel);
+    cascade_free(&s->env);
+    free(s->pw);
+    free(s->pw2);
     free(s->re);
     free(s->im);
     free(s->win);
@@ -134,25 +182,8 @@ severity *sev_create(double rate, double scale, double f_lo, double f_hi, double
     s->scale = scale;
     s->f_lo = f_lo;
     s->f_hi = f_hi;
-    double r = rate;
-    size_t len = s->n;
-    bool ok = true;
-    while (s->nst < SEV_MAX_STAGES && r / 2 >= 3 * f_hi && len / 2 >= 256) {
-        struct halfband *hb = &s->st[s->nst++];
-        hb->len = len;
-        hb->taps = halfband_taps(r, f_hi);
-        hb->pairs = (hb->taps + 1) / 4;
-        hb->buf = calloc(hb->taps - 1 + len, sizeof *hb->buf);
-        hb->c = malloc(hb->pairs * sizeof *hb->c);
-        if (!hb->buf || !hb->c)
-            ok = false;
-        else
-            halfband_design(hb);
-        r /= 2;
-        len /= 2;
-    }
-    s->m = len;
-    s->y = malloc(s->m * sizeof *s->y);
+    bool ok = cascade_init(&s->vel, rate, f_hi, s->n);
+    s->m = s->vel.m;
     size_t h = s->m / 2;
     s->re = malloc(h * sizeof *s->re);
     s->im = malloc(h * sizeof *s->im);
@@ -161,13 +192,12 @@ severity *sev_create(double rate, double scale, double f_lo, double f_hi, double
     s->tw_im = malloc(h * sizeof *s->tw_im);
     s->sp_re = malloc((h + 1) * sizeof *s->sp_re);
     s->sp_im = malloc((h + 1) * sizeof *s->sp_im);
-    if (!ok || !s->y || !s->re || !s->im || !s->win || !s->tw_re || !s->tw_im
+    if (!ok || !s->re || !s->im || !s->win || !s->tw_re || !s->tw_im
         || !s->sp_re || !s->sp_im) {
         sev_destroy(s);
         return NULL;
     }
     const double pi = 3.14159265358979323846;
-    s->in = s->nst ? s->st[0].buf + s->st[0].taps - 1 : s->y;
     for (size_t i = 0; i < s->m; i++) {
         s->win[i] = 0.5 - 0.5 * cos(2 * pi * (double)i / (double)s->m);
         s->wsum2 += s->win[i] * s->win[i];
@@ -222,11 +252,11 @@ static void fft(severity *s)
 /* Run the block through the stages into y; each stage then keeps its last
  * taps - 1 inputs as the next block's history.  Output j of a stage is
  * centred on its input 2j + (taps-1)/2 (buffer index, history first). */
-static void decimate(severity *s)
+static void cascade_run(struct cascade *c)
 {
-    for (unsigned i = 0; i < s->nst; i++) {
-        struct halfband *hb = &s->st[i];
-        double *out = i + 1 < s->nst ? s->st[i + 1].buf + s->st[i + 1].taps - 1 : s->y;
+    for (unsigned i = 0; i < c->nst; i++) {
+        struct halfband *hb = &c->st[i];
+        double *out = i + 1 < c->nst ? c->st[i + 1].buf + c->st[i + 1].taps - 1 : c->y;
         size_t nout = hb->len / 2, mid = (hb->taps - 1) / 2;
         for (size_t j = 0; j < nout; j++) {
             const double *x = hb->buf + 2 * j + mid;
@@ -244,47 +274,201 @@ static void decimate(severity *s)
     }
 }
 
-static double block_velocity(severity *s)
+/* y (m samples) with its mean removed, Hann-windowed and times `scale`,
+ * through the FFT into re/im. */
+static void spectrum(severity *s, const double *y, double scale)
 {
-    decimate(s);
-    if (s->bad)
-        return NAN;
     double mean = 0;
     for (size_t i = 0; i < s->m; i++)
-        mean += s->y[i];
+        mean += y[i];
     mean /= (double)s->m;
     size_t h = s->m / 2;
     for (size_t i = 0; i < h; i++) {
-        s->re[i] = (s->y[2 * i] - mean) * s->win[2 * i] * s->scale;
-        s->im[i] = (s->y[2 * i + 1] - mean) * s->win[2 * i + 1] * s->scale;
+        s->re[i] = (y[2 * i] - mean) * s->win[2 * i] * scale;
+        s->im[i] = (y[2 * i + 1] - mean) * s->win[2 * i + 1] * scale;
     }
     fft(s);
+}
+
+/* |X[k]|^2 of the last spectrum(), 0 < k < H: X[k] from Z[k] and Z[H-k]
+ * (the split). */
+static double bin_power(const severity *s, size_t k)
+{
+    size_t h = s->m / 2;
+    double ar = s->re[k], ai = s->im[k], br = s->re[h - k], bi = -s->im[h - k];
+    double er = 0.5 * (ar + br), ei = 0.5 * (ai + bi);       /* (Z[k] + conj Z[H-k]) / 2 */
+    double dr = 0.5 * (ar - br), di = 0.5 * (ai - bi);       /* (Z[k] - conj Z[H-k]) / 2 */
+    /* - i e^{-2 pi i k/M} (dr + i di) */
+    double tr = s->sp_re[k] * dr - s->sp_im[k] * di, ti = s->sp_re[k] * di + s->sp_im[k] * dr;
+    double xr = er + ti, xi = ei - tr;
+    return xr * xr + xi * xi;
+}
+
+/* The band's bins [k0, k1] (10-1000 Hz). */
+static void band_bins(const severity *s, size_t *k0, size_t *k1)
+{
+    double df = s->rate / (double)s->n;
+    *k0 = (size_t)ceil(s->f_lo / df);
+    *k1 = (size_t)floor(s->f_hi / df);
+    if (*k0 < 1)
+        *k0 = 1;
+    if (*k1 > s->m / 2 - 1)
+        *k1 = s->m / 2 - 1;
+}
+
+static double block_velocity(severity *s)
+{
+    cascade_run(&s->vel);
+    if (s->bad)
+        return NAN;
+    spectrum(s, s->vel.y, s->scale);
     const double pi = 3.14159265358979323846;
     double p = 0, df = s->rate / (double)s->n;
-    size_t k0 = (size_t)ceil(s->f_lo / df), k1 = (size_t)floor(s->f_hi / df);
-    if (k0 < 1)
-        k0 = 1;
-    if (k1 > h - 1)
-        k1 = h - 1;
+    size_t k0, k1;
+    band_bins(s, &k0, &k1);
     for (size_t k = k0; k <= k1; k++) {
-        /* X[k] from Z[k] and Z[H-k] (the split) */
-        double ar = s->re[k], ai = s->im[k], br = s->re[h - k], bi = -s->im[h - k];
-        double er = 0.5 * (ar + br), ei = 0.5 * (ai + bi);       /* (Z[k] + conj Z[H-k]) / 2 */
-        double dr = 0.5 * (ar - br), di = 0.5 * (ai - bi);       /* (Z[k] - conj Z[H-k]) / 2 */
-        /* - i e^{-2 pi i k/M} (dr + i di) */
-        double tr = s->sp_re[k] * dr - s->sp_im[k] * di, ti = s->sp_re[k] * di + s->sp_im[k] * dr;
-        double xr = er + ti, xi = ei - tr;
         double w = 2 * pi * (double)k * df;
-        p += (xr * xr + xi * xi) / (w * w);
+        p += bin_power(s, k) / (w * w);
     }
     return 1000.0 * sqrt(2.0 * p / ((double)s->m * s->wsum2));
+}
+
+/* The k-th smallest of a[0..n) (a is reordered): quickselect, Lomuto's
+ * partition around the median of three. */
+static double select_kth(double *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        size_t mid = lo + (hi - lo) / 2;
+        /* a[mid] := the median of a[lo], a[mid], a[hi]; then it goes to hi */
+        if (a[mid] < a[lo]) { double t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[lo]) { double t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (a[hi] < a[mid]) { double t = a[hi]; a[hi] = a[mid]; a[mid] = t; }
+        double piv = a[mid];
+        a[mid] = a[hi];
+        a[hi] = piv;
+        size_t st = lo;
+        for (size_t i = lo; i < hi; i++)
+            if (a[i] < piv) {
+                double t = a[i]; a[i] = a[st]; a[st] = t;
+                st++;
+            }
+        a[hi] = a[st];
+        a[st] = piv;
+        if (k == st)
+            return piv;
+        if (k < st)
+            hi = st - 1;
+        else
+            lo = st + 1;
+    }
+    return a[lo];
+}
+
+/* The squared-envelope spectrum's peak near each defect frequency against
+ * its median over the band, in dB; NaN for the block with a non-finite
+ * sample or a defect frequency outside the spectrum. */
+static void block_defects(severity *s)
+{
+    cascade_run(&s->env);
+    for (int d = 0; d < SEV_NDEFECT; d++)
+        s->db[d] = NAN;
+    if (s->bad)
+        return;
+    spectrum(s, s->env.y, 1.0);
+    size_t k0, k1;
+    band_bins(s, &k0, &k1);
+    size_t nb = k1 - k0 + 1;
+    for (size_t k = k0; k <= k1; k++)
+        s->pw[k - k0] = s->pw2[k - k0] = bin_power(s, k);
+    double med = select_kth(s->pw2, nb, nb / 2);
+    if (!(med > 0))
+        return;
+    double df = s->rate / (double)s->n;
+    for (int d = 0; d < SEV_NDEFECT; d++) {
+        /* +-1 % (the speed is nominal) and at least +-2 bins (Hann's main lobe) */
+        double tol = fmax(0.01 * s->hz[d], 2 * df);
+        double lo = ceil((s->hz[d] - tol) / df), hi = floor((s->hz[d] + tol) / df);
+        if (lo < 1)
+            lo = 1;
+        if (hi > (double)(s->m / 2 - 1))
+            hi = (double)(s->m / 2 - 1);
+        if (lo > hi)
+            continue;
+        double peak = 0;
+        for (size_t k = (size_t)lo; k <= (size_t)hi; k++) {
+            double p = k >= k0 && k <= k1 ? s->pw[k - k0] : bin_power(s, k);
+            peak = fmax(peak, p);
+        }
+        s->db[d] = 10 * log10(peak / med);
+    }
+}
+
+/* Direct form II transposed, in place. */
+static double biquad(const double c[5], double z[2], double x)
+{
+    double y = c[0] * x + z[0];
+    z[0] = c[1] * x - c[3] * y + z[1];
+    z[1] = c[2] * x - c[4] * y;
+    return y;
+}
+
+int sev_set_bearing(severity *s, const struct sev_bearing *b)
+{
+    if (!(b->rpm > 0) || b->balls < 3 || !(b->ball_diameter > 0)
+        || !(b->pitch_diameter > b->ball_diameter) || !(b->contact_deg >= 0)
+        || !(b->contact_deg < 90) || !(b->envelope_hz > 0) || !(b->envelope_hz < s->rate / 2))
+        return -EINVAL;
+    const double pi = 3.14159265358979323846;
+    double fr = b->rpm / 60, r = b->ball_diameter / b->pitch_diameter * cos(b->contact_deg * pi / 180);
+    s->hz[SEV_FTF] = fr / 2 * (1 - r);
+    s->hz[SEV_BPFO] = b->balls * fr / 2 * (1 - r);
+    s->hz[SEV_BPFI] = b->balls * fr / 2 * (1 + r);
+    s->hz[SEV_BSF] = b->pitch_diameter / (2 * b->ball_diameter) * fr * (1 - r * r);
+    for (int d = 0; d < SEV_NDEFECT; d++)
+        s->db[d] = NAN;
+    /* 4th-order Butterworth high-pass: two sections, Q 0.5412 and 1.3066 */
+    static const double q[2] = { 0.54119610014619698, 1.3065629648763766 };
+    double w0 = 2 * pi * b->envelope_hz / s->rate;
+    for (int i = 0; i < 2; i++) {
+        double al = sin(w0) / (2 * q[i]), cw = cos(w0), a0 = 1 + al;
+        s->hp[i][0] = (1 + cw) / 2 / a0;
+        s->hp[i][1] = -(1 + cw) / a0;
+        s->hp[i][2] = (1 + cw) / 2 / a0;
+        s->hp[i][3] = -2 * cw / a0;
+        s->hp[i][4] = (1 - al) / a0;
+    }
+    size_t k0, k1;
+    band_bins(s, &k0, &k1);
+    if (!s->bearing) {
+        if (!cascade_init(&s->env, s->rate, s->f_hi, s->n)
+            || !(s->pw = malloc((k1 - k0 + 1) * sizeof *s->pw))
+            || !(s->pw2 = malloc((k1 - k0 + 1) * sizeof *s->pw2))) {
+            cascade_free(&s->env);
+            free(s->pw);
+            free(s->pw2);
+            s->pw = s->pw2 = NULL;
+            return -ENOMEM;
+        }
+        s->bearing = true;
+    }
+    return 0;
+}
+
+bool sev_defects(const severity *s, double hz[SEV_NDEFECT], double db[SEV_NDEFECT])
+{
+    if (!s->bearing)
+        return false;
+    memcpy(hz, s->hz, sizeof s->hz);
+    memcpy(db, s->db, sizeof s->db);
+    return true;
 }
 
 size_t sev_feed(severity *s, const float *x, size_t n, bool *done, double *v_mm_s,
                 unsigned long long *end)
 {
     size_t k = s->n - s->fill < n ? s->n - s->fill : n;
-    double *in = s->in + s->fill;
+    double *in = s->vel.in + s->fill;
     uint32_t inf = 0;
     for (size_t i = 0; i < k; i++) {
         uint32_t b;
@@ -300,11 +484,20 @@ size_t sev_feed(severity *s, const float *x, size_t n, bool *done, double *v_mm_
             if (!isfinite(in[i]))
                 in[i] = 0.0;
     }
+    if (s->bearing) {
+        double *e = s->env.in + s->fill;
+        for (size_t i = 0; i < k; i++) {
+            double y = biquad(s->hp[1], s->hp_z[1], biquad(s->hp[0], s->hp_z[0], in[i]));
+            e[i] = y * y;
+        }
+    }
     s->fill += k;
     s->fed += k;
     *done = s->fill == s->n;
     if (*done) {
         *v_mm_s = block_velocity(s);
+        if (s->bearing)
+            block_defects(s);
         *end = s->fed;
         s->fill = 0;
         s->bad = false;

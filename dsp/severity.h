@@ -43,6 +43,35 @@ size_t    sev_block(const severity *s);
 size_t    sev_feed(severity *s, const float *x, size_t n, bool *done, double *v_mm_s,
                    unsigned long long *end);
 
+/* Bearing defects: given the shaft speed and the bearing's geometry, each
+ * block also yields the squared-envelope spectrum (the acceleration
+ * high-passed at envelope_hz by a 4th-order Butterworth, squared,
+ * decimated like the velocity path, Hann, FFT) and, for each defect
+ * frequency, its peak within +-1 % (at least +-2 bins) against the
+ * spectrum's median over 10-1000 Hz, in dB:
+ *   FTF  = fr/2 (1 - r)          cage
+ *   BPFO = z fr/2 (1 - r)        outer race
+ *   BPFI = z fr/2 (1 + r)        inner race
+ *   BSF  = P/(2 B) fr (1 - r^2)  ball spin
+ * with fr = rpm / 60, r = B/P cos(contact), z balls, B ball and P pitch
+ * diameter.  A fault on that part strikes once per period, and its
+ * impacts ring the structure's resonances above envelope_hz: their
+ * envelope repeats at the defect frequency. */
+enum { SEV_FTF, SEV_BPFO, SEV_BPFI, SEV_BSF, SEV_NDEFECT };
+struct sev_bearing {
+    double rpm;
+    double balls;
+    double ball_diameter, pitch_diameter;   /* any one unit */
+    double contact_deg;
+    double envelope_hz;                     /* high-pass of the envelope band */
+};
+/* 0, -EINVAL (a value out of range, envelope_hz at or above rate/2) or
+ * -ENOMEM.  Call before the first sev_feed(). */
+int  sev_set_bearing(severity *s, const struct sev_bearing *b);
+/* The defect frequencies (Hz) and the last block's prominences (dB; NaN:
+ * none); false when no bearing was set. */
+bool sev_defects(const severity *s, double hz[SEV_NDEFECT], double db[SEV_NDEFECT]);
+
 /* The zone A, B, C or D of v for the boundaries b[0] < b[1] < b[2] (A below
  * b[0], D from b[2] on); NULL for NaN. */
 const char *sev_zone(double v, const double b[3]);

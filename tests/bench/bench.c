@@ -25,7 +25,9 @@
  * window's rms/peak/crest/kurtosis; detector: the spectral features and
  * the detector's score, when the model has a detector), on one thread;
  * severity: a window's 1024 samples into severity = { ... }'s velocity
- * estimate (its 16384-point FFT once every 16 windows, amortised);
+ * estimate (the block's decimation and 4096-point FFT once every 16
+ * windows, amortised); bearing: the same with the defect frequencies on
+ * (severity.rpm ...: the envelope path too);
  * record: what record = { ... } adds to every window, its 1024 samples
  * pushed by the capture thread (rec_push) and written by the recorder's
  * writer thread into rotating float WAV files in a temporary directory
@@ -133,10 +135,12 @@ static float windows[64][NET_WIN];
  * What the pipeline's classify() does to every window before or beside the
  * forward pass (daemon/pipeline.c), each measured alone on one thread so
  * that table.py can print it as a share of the network's time. */
-enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, STAGE_SEVERITY, STAGE_RECORD, NSTAGES };
+enum { STAGE_NET, STAGE_HEALTH, STAGE_DETECTOR, STAGE_SEVERITY, STAGE_BEARING, STAGE_RECORD,
+       NSTAGES };
 static const char *const stage_name[NSTAGES] = { "net", "health", "detector", "severity",
-                                                 "record" };
+                                                 "bearing", "record" };
 static severity *sev_bench;         /* the severity stage's, at 12 kHz, 1-s blocks */
+static severity *sev_bearing_bench; /* the bearing stage's: the same, a 6205 at 1797 rpm */
 #define RECORD_WINDOWS 20000
 
 static void rm_dir(const char *dir)
@@ -205,14 +209,15 @@ static void run_stage(const net_model *m, int stage, const float *x)
         struct feat_health h;
         feat_health(x, NET_WIN, 0, 32768, &h);
         stage_sink += h.kurtosis;
-    } else if (stage == STAGE_SEVERITY) {
+    } else if (stage == STAGE_SEVERITY || stage == STAGE_BEARING) {
         /* a window's worth of samples into the velocity estimate (its
          * block FFT once per 16 windows, amortised) */
         double v = 0;
         unsigned long long end;
+        severity *sv = stage == STAGE_SEVERITY ? sev_bench : sev_bearing_bench;
         for (size_t j = 0; j < NET_WIN;) {
             bool done;
-            j += sev_feed(sev_bench, x + j, NET_WIN - j, &done, &v, &end);
+            j += sev_feed(sv, x + j, NET_WIN - j, &done, &v, &end);
             if (done)
                 stage_sink += v;
         }
@@ -409,6 +414,13 @@ int main(int argc, char **argv)
             if (st == STAGE_SEVERITY && !sev_bench
                 && !(sev_bench = sev_create(12000, 1, 10, 1000, 1)))
                 continue;
+            if (st == STAGE_BEARING && !sev_bearing_bench) {
+                struct sev_bearing b = { .rpm = 1797, .balls = 9, .ball_diameter = 7.94,
+                                         .pitch_diameter = 39.04, .envelope_hz = 1000 };
+                if (!(sev_bearing_bench = sev_create(12000, 1, 10, 1000, 1))
+                    || sev_set_bearing(sev_bearing_bench, &b) != 0)
+                    continue;
+            }
             /* one thread: the record stage runs two (capture, writer) */
             ser[ns] = (struct series){ .threads = 1, .stage = st, .m = models[0] };
             snprintf(ser[ns].what, sizeof ser[ns].what, "%s", stage_name[st]);

@@ -10,7 +10,14 @@ rate, each a file stream with its sensor scale; what must hold:
   3. a NaN in the input: that block's velocity and zone are null, the others
      are right;
   4. _stats give the last velocity and zone and the block count;
-  5. scale and sensitivity both given: refused at FILE:LINE, exit 78.
+  5. scale and sensitivity both given: refused at FILE:LINE, exit 78;
+  6. bearing defects on the shipped CWRU recordings (SKF 6205, load 3): the
+     defect frequencies as the formulas give them, the inner-race fault's
+     envelope peak at BPFI and the outer-race fault's at BPFO at least 25 dB
+     and 15 dB above the other race's, the healthy recording's all under 12 dB;
+     a half-given bearing, or balls as big as the pitch circle, refused at
+     FILE:LINE (exit 78), an envelope band above the model's Nyquist refused
+     at start-up (exit 78).
 """
 import json
 import math
@@ -121,4 +128,59 @@ for build in os.environ.get("TRIDENT_BUILDS", "build").split():
     T.ok(f"{tag}: scale and sensitivity both: refused at FILE:LINE, exit 78",
          r.returncode == 78 and f"{bad}:4:" in r.stderr and "not both" in r.stderr,
          f"rc {r.returncode}: {r.stderr}")
+    # 6. bearing defects: the fixtures are load-3 slices (1721-1725 rpm) and the
+    # held-back normal tail (load 0, 1797 rpm)
+    fx = os.path.join(harness.ROOT, "tests", "fixtures", "cwru")
+    bearing = "balls = 9; ball_diameter = 7.94; pitch_diameter = 39.04;"
+    streams = ", ".join(
+        f'{{ name = "{c}"; type = "file"; path = "{fx}/{c}.wav"; pace = "fast"; '
+        f'severity = {{ sensitivity = 1.0; rpm = {rpm}; {bearing} }}; }}'
+        for c, rpm in (("inner", 1721), ("outer", 1725), ("normal", 1797)))
+    conf = daemon_conf(tmp, MODEL, streams, stats=0.5)
+    msgs, err, rc = run_daemon(exe, conf, dict(os.environ), 240,
+                               lambda ms: all(last_stats(ms, s).get("eof")
+                                              for s in ("inner", "outer", "normal")))
+    T.ok(f"{tag}: bearing: exit 0, no sanitizer report", rc == 0 and not harness.sanitizer_report(err),
+         f"rc {rc}: {err[-300:]}")
+
+    def defects(s):
+        return [m["defects"] for m in sev(msgs, s) if m.get("defects")]
+
+    fr, r = 1721 / 60, 7.94 / 39.04
+    want = {"ftf": fr / 2 * (1 - r), "bpfo": 9 * fr / 2 * (1 - r), "bpfi": 9 * fr / 2 * (1 + r),
+            "bsf": 39.04 / (2 * 7.94) * fr * (1 - r * r)}
+    d_in, d_out, d_no = defects("inner"), defects("outer"), defects("normal")
+    T.ok(f"{tag}: bearing: the defect frequencies of a 6205 at 1721 rpm",
+         d_in and all(abs(d_in[0][k]["hz"] - v) < 1e-3 * v for k, v in want.items()),
+         json.dumps(d_in[:1]))
+    T.ok(f"{tag}: bearing: inner-race fault: BPFI stands out (>= 25 dB, 15 dB over BPFO)",
+         len(d_in) == 2 and all(d["bpfi"]["db"] >= 25 and d["bpfi"]["db"] >= d["bpfo"]["db"] + 15
+                                for d in d_in), json.dumps(d_in))
+    T.ok(f"{tag}: bearing: outer-race fault: BPFO stands out (>= 25 dB, 15 dB over BPFI)",
+         len(d_out) == 2 and all(d["bpfo"]["db"] >= 25 and d["bpfo"]["db"] >= d["bpfi"]["db"] + 15
+                                 for d in d_out), json.dumps(d_out))
+    T.ok(f"{tag}: bearing: healthy: nothing above 12 dB",
+         len(d_no) == 1 and all(v["db"] < 12 for v in d_no[0].values()), json.dumps(d_no))
+    for name, sev_conf, line in (
+            ("a half-given bearing", "sensitivity = 1.0;\n  rpm = 1797; balls = 9;", 4),
+            ("balls as big as the pitch circle",
+             f"sensitivity = 1.0; rpm = 1797; balls = 9;\n  ball_diameter = 40.0; "
+             "pitch_diameter = 39.04;", 4)):
+        bad = os.path.join(tmp, "bad.conf")
+        with open(bad, "w") as f:
+            f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "a"; type = "file"; '
+                    f'path = "{fx}/inner.wav";\n  severity = {{ {sev_conf} }}; }} );\n')
+        r = subprocess.run([exe, "-c", bad, "--check"], capture_output=True, text=True, timeout=60)
+        T.ok(f"{tag}: {name}: refused at FILE:LINE, exit 78",
+             r.returncode == 78 and f"{bad}:{line}:" in r.stderr and "severity" in r.stderr,
+             f"rc {r.returncode}: {r.stderr}")
+    bad = os.path.join(tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write(f'model = "{MODEL}";\nstreams = ( {{ name = "a"; type = "file"; '
+                f'path = "{fx}/inner.wav";\n  severity = {{ sensitivity = 1.0; rpm = 1797; '
+                f'{bearing} envelope_hz = 7000.0; }}; }} );\n')
+    r = subprocess.run([exe, "-c", bad, "--endpoint", harness.free_endpoint()],
+                       capture_output=True, text=True, timeout=60)
+    T.ok(f"{tag}: envelope_hz above the model's Nyquist: refused at start-up, exit 78, one line",
+         r.returncode == 78 and "severity.envelope_hz" in r.stderr, f"rc {r.returncode}: {r.stderr}")
 T.done()
