@@ -71,7 +71,6 @@
 #define EX_DATAERR_     65
 #define EX_NOINPUT_     66
 #define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_    70
 #define EX_OSERR_       71
 #define EX_IOERR_       74
 #define EX_CONFIG_      78
@@ -165,7 +164,8 @@ static void usage(FILE *f)
 "(the message names the file and line); with --replay: 65 bad data (not\n"
 "audio, empty, shorter than one window, unsupported format, bad model file),\n"
 "66 input file or model missing or unreadable; 69 an endpoint cannot be bound\n"
-"or an ALSA device is not there; 70/71 internal or system error; 74 with\n"
+"or an ALSA device is not there; 71 system error (out of memory, a thread\n"
+"cannot start, too many open files); 74 with\n"
 "--replay: messages could not be published (a failed send, or standard output\n"
 "closed under --stdout).\n"
 "\n", TRIDENT_DATADIR "/" DEFAULT_MODEL);
