@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # trident — GNU Makefile
 #
 #   make                      build daemon, tools and tests into $(BUILD)

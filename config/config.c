@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c — trident's configuration: one key table, many uses.
  *
  * DESIGN
@@ -1750,7 +1751,8 @@ void cfg_write_example(FILE *f)
         cfg_free(&c);
         return;
     }
-    fputs("# trident.conf — configuration of tridentd(8); every key is described in\n"
+    fputs("# SPDX-License-Identifier: Apache-2.0\n"
+          "# trident.conf — configuration of tridentd(8); every key is described in\n"
           "# trident.conf(5).  This file sets every key to its default, so it can be\n"
           "# edited in place; `tridentd --check -c FILE` validates it, and\n"
           "# `systemctl reload trident` (SIGHUP) applies it without a restart: changed\n"

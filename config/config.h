@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.h — the daemon's configuration as a plain struct.
  *
  * cfg_load() parses a libconfig file (docs/DESIGN.md "Config") through one key

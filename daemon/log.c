@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c — the daemon's logger (see log.h). */
 #include "log.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h — one logger for the daemon.
  *
  * The macros test the level before formatting anything.  Messages go to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c — tridentd: command line, init chain, signals, sd-notify, reload.
  *
  * Two ways to run, one struct cfg (config/config.h) between them: a

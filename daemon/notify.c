@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.c — sd_notify messages for systemd's Type=notify (see notify.h).
  *
  * libsystemd does the protocol (socket address, abstract names, credentials);

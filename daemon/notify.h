@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* notify.h — telling systemd how the daemon is doing (sd_notify protocol).
  *
  * A thin layer over libsystemd's sd_notify(): each call sends one datagram to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pipeline.c — the windower, the worker pool and the publisher thread.
  *
  * DESIGN (see pipeline.h for the picture, the job-slot circle and reload).

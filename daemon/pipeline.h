@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pipeline.h — rings to windows to workers to the publisher.
  *
  *   stream rings ──► windower thread ──► job slots (K, preallocated) ──► publisher thread

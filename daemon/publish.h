@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* publish.h — every classification out: ZeroMQ XPUB and/or stdout JSON lines.
  *
  * One publisher thread owns the publisher (ZeroMQ sockets are not

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* publish_json.c — one classification as the one-line JSON object of
  * docs/DESIGN.md "Messages" (publish_format, see publish.h for the rules), and
  * the same string and number writing for the "_stats" object

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* publish_zmq.c — the publisher: one XPUB socket bound to every endpoint,
  * back-pressure or per-subscriber loss at the high-water mark (publish.h),
  * and the same JSON as lines on stdout.

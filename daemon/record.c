@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* record.c — recording per stream, and keeping the interesting windows.
  *
  * DESIGN (docs/DESIGN.md, "Recording and kept windows"):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* record.h — recording per stream, and keeping the interesting windows.
  *
  * A stream with `record` gets a recording tap: its capture thread copies

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* source.c — what every source shares: a stream's ring, counters and clock.
  *
  * The clock is a small history of anchors behind one seqlock, with one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* source.h — where samples come from: a vtable, and the streams a source feeds.
  *
  * A source (an ALSA device, a recorded file) owns one capture thread that

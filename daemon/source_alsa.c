@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* source_alsa.c — live capture from an ALSA PCM: one thread per device, one ring per channel.
  *
  * DESIGN

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* source_file.c — replay of a recorded WAV or FLAC file as a source.
  *
  * DESIGN: open() validates the file (libsndfile; WAV/WAVE_EXTENSIBLE/RF64 or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.c — K-of-N smoothing of a stream's votes into a state (state.h).
  *
  * The last N votes sit in a circle, with a count per code kept as votes

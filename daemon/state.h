@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* state.h — a stream's smoothed state: labels in, one state out, and a
  * change reported once.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.c — the latency histogram (see stats.h). */
 #include "stats.h"
 

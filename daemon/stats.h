@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* stats.h — a fixed-size latency histogram: percentiles without allocation.
  *
  * Log-linear buckets (as HdrHistogram, 3 bits of mantissa): values 0..15 have

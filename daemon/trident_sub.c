@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* trident_sub.c — trident-sub: subscribe to a trident publisher and print
  * every message's JSON object as one line on stdout.
  *

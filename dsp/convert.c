@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* convert.c — sample formats to float, one channel out of interleaved frames.
  *
  * Integers are divided by 2^(bits-1) like libsndfile's default float read, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* convert.h — sample-format conversion and de-interleaving into float.
  *
  * Integers become floats by dividing by 2^(bits-1) (S16: x / 32768), as

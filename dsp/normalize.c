@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* normalize.c — per-window normalisation named by the model's metadata.
  *
  * zscore in double precision with plain left-to-right sums, so that

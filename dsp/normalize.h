@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* normalize.h — per-window normalisation named by the model's metadata.
  *
  * zscore: mean and population standard deviation (divide by N) accumulated in

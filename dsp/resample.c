@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* resample.c — streaming sample-rate conversion on top of libsoxr.
  *
  * Why libsoxr and not libsamplerate (both in Debian): soxr is far faster at

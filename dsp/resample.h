@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* resample.h — streaming sample-rate conversion (libsoxr, very-high quality).
  *
  * One resampler per stream.  Output sample k corresponds to input time

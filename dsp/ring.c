@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ring.c — lock-free single-producer/single-consumer ring of float samples.
  *
  * DESIGN (after PipeWire's spa_ringbuffer, ck_ring and JACK's ringbuffer):

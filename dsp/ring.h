@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ring.h — lock-free single-producer/single-consumer ring of float samples.
  *
  * One capture thread writes, one pipeline thread reads; neither ever blocks

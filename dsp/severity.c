@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* severity.c — see severity.h.
  *
  * Decimation first: the band ends at f_hi (1 kHz), far below a 12 kHz

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* severity.h — vibration severity: velocity RMS in a band, and its zone.
  *
  * The samples of a stream (acceleration, `scale` m/s^2 per sample unit) are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* window.c — cutting a sample stream into windows of `size` every `hop`.
  *
  * DESIGN: one buffer of `size` floats, allocated at create, holds the window

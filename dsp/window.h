@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* window.h — cutting a sample stream into fixed windows every `hop` samples.
  *
  *   hop < size: windows overlap            hop > size: samples skipped

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* winfeat.c — signal health and the detectors' spectral features.
  *
  * See winfeat.h for the definitions; this file is the arithmetic.  The FFT

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* winfeat.h — what a window says before the network: signal health and the
  * spectral feature vector of the detectors.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* detect.c — the detector's score: how far a window's spectral features lie
  * from what the model was trained on.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # kernels.mk — per-file flags for the fast forward kernels (included by the
 # Makefile; its pattern rule adds $(XCFLAGS_$*) for model/FILE.c).
 #

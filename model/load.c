@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* load.c — net_load(): the safetensors model file, validated before use.
  *
  * DESIGN: the file (model/FORMAT.md) is read whole into memory with read()

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net.h — the three-branch 1-D CNN: an immutable model and per-worker scratch.
  *
  * A net_model is loaded once from a safetensors file (model/FORMAT.md) and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast.c — choosing and preparing the forward implementation.
  *
  * net_fast_init() runs once at the end of net_load(): it picks the fastest

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast.h — what the fast forward passes share (model/ sources only).
  *
  * net_fast.c chooses an implementation at load time and re-packs the weights

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast_avx2.c — the fast forward for AVX2 + FMA CPUs.
  *
  * net_fast_body.h with 8-lane vectors.  AVX2 has 16 ymm registers and no

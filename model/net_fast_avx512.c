@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast_avx512.c — the fast forward for AVX-512F CPUs.
  *
  * net_fast_body.h with 16-lane vectors and a 16-position x 16-channel

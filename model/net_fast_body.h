@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast_body.h — the fast forward pass, compiled once per instruction set.
  *
  * Included by net_fast_{avx512,avx2,generic}.c after they define

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_fast_generic.c — the fast forward in portable C for any CPU.
  *
  * net_fast_body.h with 4-lane vectors (SSE2, NEON, or whatever the target

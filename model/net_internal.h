@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_internal.h — the model's layout, shared by the model/ sources only.
  *
  * net_load() (load.c) validates the file and copies every used tensor into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net_ref.c — the reference forward pass: the specification of the network.
  *
  * Plain C, layer by layer exactly as docs/DESIGN.md "The network" and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sha256.c — SHA-256 as FIPS 180-4 describes it, byte order made explicit
  * so the result does not depend on the host's endianness. */
 #include "sha256.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sha256.h — SHA-256 (FIPS 180-4), for the model file's digest.
  *
  * A small streaming implementation so the loader can hash the mapped file

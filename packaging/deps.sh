@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # deps.sh — make sure the Debian packages a make target needs are installed.
 #
 #   packaging/deps.sh SET...      SET: build test demo bench sanitize deb

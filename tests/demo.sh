@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # demo.sh — `make demo`: the daemon classifies the shipped CWRU recordings live.
 #
 # Starts trident-sub on a free local TCP port, then tridentd replaying

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """demo_view.py — what `make demo` shows: trident-sub's JSON lines, live, then a summary.
 
     trident-sub ENDPOINT | /usr/bin/python3 -u tests/demo_view.py

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run.sh — trident's test runner.
 #
 # Runs every unit-test program of every build in $TRIDENT_BUILDS (default

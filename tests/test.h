@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test.h — trident's tiny unit-test harness.
  *
  * A test program is a set of TEST(name) functions run by RUN(name) from main;

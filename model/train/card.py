@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """card.py — write a trained model atomically, its model card, and the metrics both tools print.
 
     save_model_atomic(path, state_dict, metadata, extra=None)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """dataset.py — labelled recordings for trident-train and trident-eval.
 
 Everything here is importable and free of side effects (no torch import at

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """detector.py — trident's detector: spectral features of a raw window, a
 shrunk Gaussian around one or more centres, and its calibrated threshold.
 

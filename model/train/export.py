@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """export.py — write a Net's state_dict as a safetensors file trident loads.
 
 No Debian package provides the safetensors library, so the format is written

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """make_fixtures.py — cut the shipped demo/test recordings out of the CWRU data.
 
     /usr/bin/python3 model/train/make_fixtures.py [--data DIR] [--out tests/fixtures/cwru]

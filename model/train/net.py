@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """net.py — trident's network as a PyTorch module, with the seed's layer names.
 
 The forward is exactly the seed network's (docs/DESIGN.md "The network"):

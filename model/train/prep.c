@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* prep.c — trident-prep: one channel of a recording, as the daemon sees it.
  *
  *   trident-prep [--rate HZ] [--channel N] IN OUT.f32

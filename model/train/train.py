@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """train.py — build the shipped default model with trident-train, and measure how it generalises.
 
     /usr/bin/python3 model/train/train.py [--data DIR] [--prep build/bin/trident-prep]

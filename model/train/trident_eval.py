@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """trident-eval — replay labelled recordings through the real daemon and score its labels.
 
     trident-eval [options] MODEL DATA

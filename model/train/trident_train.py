@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """trident-train — train trident's Net on your own labelled recordings.
 
     trident-train [options] DATA -o MODEL.safetensors

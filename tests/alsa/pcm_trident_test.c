@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pcm_trident_test.c — an ALSA capture device for tests: paced, able to overrun and to vanish.
  *
  * alsa-lib's `file` plugin gives known data but has no clock; the machines

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.c — trident's network engine against the machine's FMA peak.
  *
  *   bench [-r REPEATS] [-t SECONDS] [-i IMPL] [-w THREADS] MODEL

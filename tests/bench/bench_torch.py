@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """bench_torch.py — Debian's PyTorch on trident's network, for make bench.
 
     /usr/bin/python3 tests/bench/bench_torch.py [--repeats N] [--seconds S]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """replay.py — make bench's daemon measurement: the whole daemon against the engine alone,
 measured like for like (run.sh calls it; table.py reads its lines).
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run.sh — make bench: trident's engine and daemon against the machine's FMA
 # peak and Debian's PyTorch, in one run, printed as one table.
 #

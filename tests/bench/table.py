@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """table.py — formats make bench's measurements as one table (run.sh).
 
     table.py ENGINE.txt TORCH.txt DAEMON.txt

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """train_bench.py — make bench: trident-train on 60 synthetic recordings of 10 s at 20 kHz.
 
 Three classes of amplitude-modulated tones in noise (carrier and modulation

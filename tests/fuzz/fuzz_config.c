@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_config.c — libFuzzer target for the config loader (cfg_load).
  *
  * The input is written to a file, f.conf, in a folder of its own (libconfig

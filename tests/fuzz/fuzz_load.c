@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_load.c — libFuzzer target for the model loader (net_load_buffer).
  *
  * Any input must be either refused with a one-line message "fuzz: ..." or

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_source.c — libFuzzer target for the file source (daemon/source_file.c).
  *
  * The input is a recording: it is written to a memfd and handed to the real

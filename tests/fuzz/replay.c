@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay.c — a main() for the fuzz targets without libFuzzer: runs
  * LLVMFuzzerTestOneInput once on each file named on the command line.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run.sh — run the fuzz targets `make fuzz` built: first every regression
 # input of each (tests/fuzz/regress/NAME/: inputs that once crashed it, kept
 # so the fix stays), then FUZZ_SECONDS (default 60; 0: replay only) of

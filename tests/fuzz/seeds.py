@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """seeds.py — how the committed seed corpora of the fuzz targets were made.
 
     /usr/bin/python3 tests/fuzz/seeds.py tests/fuzz/corpus

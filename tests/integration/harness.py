@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """harness.py — what trident's integration tests share.
 
 Tests print TAP lines through Tap; tests/run.sh counts them.  Paths: the build

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """messages.py — the docs/DESIGN.md "Messages" contract as one check for every test.
 
     from messages import check_message

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tap.sh — sourced by the shell integration tests (test_*.sh): the repository
 # root, a temporary folder removed at exit, and TAP lines for tests/run.sh.
 # A test ends with `exit $failed`.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_accounting.py — every sample of a stream is accounted for.
 
 For each stream `_stats` carries (pipeline.h, struct pipeline_acct)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_alsa.py — the real tridentd capturing from ALSA devices, without a sound card.
 
 The ALSA configuration is written here, into a temporary directory, and given

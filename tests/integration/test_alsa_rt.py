@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_alsa_rt.py — an ALSA stream's rt_priority: granted as root, refused without CAP_SYS_NICE.
 
 The real tridentd captures from the paced test device (tests/alsa/

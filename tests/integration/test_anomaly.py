@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_anomaly.py — signal quality, anomaly models and their bad input, through the real daemon.
 
 1. Quality (winfeat.h): a float WAV whose windows are ok, NaN, +Inf, all

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_bad_flac.py — a corrupt or truncated FLAC replay is not a success.
 
 Issue 16, item 10: --replay of a FLAC with flipped bits or cut in half once

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_churn.py — 100 subscribers come and go during a replay (issue 8).
 
 tridentd --replay plays three 9-s recordings in real time (--pace realtime,

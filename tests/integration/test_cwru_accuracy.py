@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_cwru_accuracy.py — the daemon classifies the CWRU evaluation split as PyTorch does.
 
 tridentd replays the evaluation recordings (the nine load-3 fault WAVs of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_daemon_config.py — tridentd's configuration-file mode at the edges.
 
 Every class of configuration error — syntax, unknown key, wrong type, out of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_data_loop.py — record -> learn -> reload -> keep -> label -> train -> reload, for real.
 
 Issue 15, the README's walk-through, end to end with the real daemon,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_deb.sh — `make deb` builds the Debian package (dpkg-buildpackage with
 # hardening=+all, then lintian failing on errors and warnings), and the
 # package holds what an operator needs: both programs, the unit, the example

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_doc_examples.py — the pump example in README and trident.conf(5) is a config tridentd accepts.
 
 README "A pump, with all of it" and trident.conf(5) EXAMPLE show the same

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_endpoints.py — publish endpoints validated before any bind.
 
 Issue 16, item 7: tcp://HOST:PORT with a numeric IPv4 address, [IPv6] or *,

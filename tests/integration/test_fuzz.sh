@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_fuzz.sh — the fuzz targets of every parser of outside input (model
 # file, config file, recordings: tests/fuzz/): `make fuzz` builds them with
 # clang's libFuzzer and ASan+UBSan, replays every regression input (inputs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_hard_stop.py — a second SIGTERM stops tridentd at once.
 
 Issue 16, item 13: the hard stop waited out the ZeroMQ linger (up to 2 s,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_install.sh — `make install` honours PREFIX and DESTDIR, installs the
 # programs, the unit (its paths following SBINDIR/SYSCONFDIR), the man pages,
 # the example config and the model, and never overwrites an existing config.

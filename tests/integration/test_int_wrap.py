@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_int_wrap.py — integers beyond 32 bits without the L suffix.
 
 libconfig 1.5 reads `hwm = 4294977296` as a wrapped int, 10000, and the

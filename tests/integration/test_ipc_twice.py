@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_ipc_twice.py — two daemons on one ipc:// path.
 
 ZeroMQ unlinks an ipc:// socket file before binding, so a second tridentd

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_leak.py — no leak on a full start -> run -> reload -> stop cycle (issue 8).
 
 The cycle, in configuration-file mode, with systemd played by a datagram

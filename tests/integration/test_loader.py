@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_loader.py — net_load() refuses bad model files cleanly, accepts good ones.
 
 Every bad file (built here from a random Net's state_dict, then broken one way)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_newcomer.py — what a newcomer hit first (issue 16, items 15-17).
 
   1. the package's example config has streams = (): the daemon runs, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nofile.py — tridentd raises its soft RLIMIT_NOFILE to the hard limit.
 
 Issue 16, item 5: 1024 streams need more descriptors than the default soft

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_nonregular.py — a FIFO or device as recording, model or configuration.
 
 Each once hung start-up in open() or read forever (issue 16, item 3): a FIFO

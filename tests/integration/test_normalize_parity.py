@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_normalize_parity.py — dsp/normalize.c vs model/train/net.py normalize().
 
 Both must give bit-identical float32 windows (the training script and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_overload.py — more realtime streams than the machine can classify.
 
 tridentd runs (config mode, 2 workers) 20 realtime-paced streams of a real

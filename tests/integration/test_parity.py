@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_parity.py — the C network against real PyTorch.
 
 Random Nets (model/train/export.random_net: several seeds, PyTorch's default

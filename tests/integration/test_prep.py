@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_prep.py — trident-prep: one channel, as float, resampled like the daemon.
 
 Multi-channel s16/s32/float WAVs written here: each channel comes out exactly

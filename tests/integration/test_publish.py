@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_publish.py — the publisher through real libzmq sockets.
 
 Drives tests/tools/pub-feed (the real publisher, publish_zmq.c) and

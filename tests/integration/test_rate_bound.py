@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_rate_bound.py — a recording whose rate is absurdly low for the model.
 
 An 8 KB WAV whose header says 1 Hz, replayed with the 12 kHz CWRU model,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_record.py — record = { ... } and keep = { ... } through the real daemon.
 
 Issue 15.  What must hold:

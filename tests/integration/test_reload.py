@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_reload.py — SIGHUP on the real daemon: model swap and stream changes.
 
 tridentd runs a configuration file with three looping, real-time paced file

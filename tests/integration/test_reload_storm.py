@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_reload_storm.py — SIGHUP storm while the model file is rewritten in place.
 
 The model file tridentd's configuration names is rewritten in place (open

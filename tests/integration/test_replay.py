@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_replay.py — tridentd --replay end to end, through real sockets.
 
 Recordings cut from the CWRU data (../shared/data/cwru) are written as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_service.py — the real daemon under a pretend systemd (issue 6).
 
 This test plays systemd: it binds the datagram socket systemd would, starts

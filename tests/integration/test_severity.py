@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_severity.py — severity = { ... } through the real daemon (issue 17 part 2).
 
 Sines of known amplitude and frequency, as float WAV files at the model's

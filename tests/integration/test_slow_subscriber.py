@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_slow_subscriber.py — a subscriber that reads nothing, in service mode.
 
 tridentd runs a configuration file with one looping, real-time paced file

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_soak.py — 32 real-time streams for a long time (issue 8's soak).
 
 tridentd runs a configuration file with 32 looping, real-time paced file

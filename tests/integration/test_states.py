@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
 """test_states.py — smoothed states and _events through the real daemon
 (issue 17 part 3; daemon/state.h, pipeline.c "States").
 

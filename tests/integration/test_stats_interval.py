@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_stats_interval.py — publish.stats_interval / --stats-interval bounds.
 
 A tiny interval (1 ms) once livelocked the publisher: stats were due again

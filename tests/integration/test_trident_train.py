@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_trident_train.py — trident-train end to end, then the daemon and trident-eval.
 
 On a small real subset (../shared/data/hit-sm/spectraquest: normal and inner,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """test_trident_train_bad.py — trident-train refuses bad input with one line and no model.
 
 Each case: the documented exit code (64 usage, 65 data, 66 no input), one

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # test_unit.sh — the systemd unit: `systemd-analyze verify` must print nothing
 # (it exits 0 on unknown keys and bad values, so any output is a failure), and
 # the hardening score of `systemd-analyze security` must stay at or below

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cfg-example.c — print the example config file (or --help's key list) from
  * config.c's key table.  `make conf` writes config/trident.conf with it;
  * tests/unit/test_config.c checks the committed file against the same output. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dsp_normalize.c — test tool: apply norm_apply() to consecutive windows.
  *
  *   dsp_normalize KIND SIZE IN.f32 OUT.f32

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* net-run.c — run the network on raw windows, for tests against PyTorch.
  *
  *   net-run [--impl ref|auto] MODEL IN.f32 OUT.f32

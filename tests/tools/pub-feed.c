@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pub-feed.c — test tool: drive the publisher with synthetic results.
  *
  *   pub-feed [--endpoint E]... [--wait N] [--count M] [--streams K]

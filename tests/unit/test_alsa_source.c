@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_alsa_source.c — the ALSA source through the real alsa-lib API, on user-space devices.
  *
  * No sound card is needed: the ALSA configuration is written at test time into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_config.c — the config module: defaults, a valid file, every error
  * class with file, line and key, @include, the committed example file, and
  * the documentation generated from the key table.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_convert.c — sample-format conversion and de-interleaving.
  *
  * Known values per format (extremes, zero, ±1 LSB, sign extension, the S24_LE

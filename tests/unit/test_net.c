@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_net.c — unit tests of model/: SHA-256, softmax, arg-max, and a model
  * file written here, loaded back and run through a forward pass whose result
  * is known by hand.  PyTorch parity is tests/integration/test_parity.py; the

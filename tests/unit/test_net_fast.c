@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_net_fast.c — every fast forward against the reference (net_ref.c).
  *
  * For each implementation this build and CPU can run (generic, avx2,

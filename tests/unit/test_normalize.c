@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_normalize.c — per-window normalisation: zscore and none.
  *
  * zscore output must have mean 0 and population std 1 (checked in double on

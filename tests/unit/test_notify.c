@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_notify.c — the sd_notify layer, with this test playing systemd: it
  * binds the datagram socket systemd would, points NOTIFY_SOCKET (and
  * WATCHDOG_USEC/WATCHDOG_PID) at it in its own environment, calls the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_pipeline_gap.c — where the pipeline puts `gap` (pipeline.h, source.h).
  *
  * A loss is flagged on every window that holds the first sample written

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_publish.c — the publisher's JSON (parsed back with jansson) and the
  * publisher's set-up errors.  Delivery over real sockets is tested in
  * tests/integration/test_publish.py. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_resample.c — the resampler: frequency, amplitude, delay, length, chunking.
  *
  * Sines through 48k->12k and 44.1k->12k must come out at the same frequency,

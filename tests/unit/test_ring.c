@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ring.c — the SPSC ring: edge cases on one thread, then a hammer.
  *
  * Single thread: capacity rounding, empty, full, wrap, both vector segments,

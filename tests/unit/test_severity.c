@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_severity.c — velocity RMS and zones (dsp/severity.h) against sines of
  * known amplitude and frequency: a / (sqrt 2 * 2 pi f0), to 1 %. */
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_state.c — the K-of-N smoother (daemon/state.h). */
 #include <math.h>
 #include <string.h>

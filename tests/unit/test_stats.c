@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_stats.c — the latency histogram's percentiles against sorted values. */
 #include "stats.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_stream_clock.c — a stream's clock: the anchor history behind its
  * seqlock, and the ring-entry log (stream_commit, stream_entered_ns).
  *

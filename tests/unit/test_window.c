@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_window.c — the windower against a direct slicing of the stream.
  *
  * For hop 1, 256, 1024 and 1500 (size 1024) and some small odd shapes, the
