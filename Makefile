@@ -72,7 +72,7 @@ clean:
 else
 # ---- inner make: the real rules ---------------------------------------------
 .DEFAULT_GOAL := all
-PKGS      := alsa libzmq libconfig sndfile libsystemd jansson soxr
+PKGS      := alsa libzmq libconfig sndfile libsystemd jansson soxr libmicrohttpd libmosquitto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 

@@ -139,6 +139,89 @@ static const struct key keys[] = {
       .ddef = 10.0,
       .doc = "Seconds between statistics messages on topic \"_stats\" (at least 0.1); "
              "0 turns them off." },
+    { "results", K_GROUP, G(results_path), .def_doc = "off",
+      .doc = "Write what is published to JSON Lines files for later analysis and "
+             "relabelling: events, severity and statistics, and with results.every "
+             "every window's result, one JSON object a line (the ZeroMQ message with "
+             "a \"topic\" member first). On when results.path is set or with tridentd "
+             "--results DIR. Files rotate by size: results.jsonl becomes "
+             "results.jsonl.1 and so on; the oldest beyond results.files is deleted, "
+             "so the directory never holds more than about results.files + 1 times "
+             "results.max_bytes." },
+    { "results.path", K_STR, G(results_path), .flags = F_PATH, .def_doc = "none: off",
+      .doc = "Directory of the files (created if missing). A relative path is resolved "
+             "against the directory of this file." },
+    { "results.every", K_BOOL, G(results_every), .idef = 1,
+      .doc = "Every window's result too, not only events, severity and statistics." },
+    { "results.max_bytes", K_UINT, G(results_max_bytes), .lo = 4096, .hi = 4294967295LL,
+      .idef = 64 * 1024 * 1024, .def_doc = "67108864 (64 MiB)",
+      .doc = "results.jsonl is rotated before it would grow beyond this many bytes." },
+    { "results.files", K_UINT, G(results_files), .lo = 1, .hi = 1000, .idef = 8,
+      .doc = "Rotated files kept besides the current one (results.jsonl.1 is the newest)." },
+    { "results.queue", K_UINT, G(results_queue), .lo = 16, .hi = 1000000, .idef = 8192,
+      .doc = "Messages waiting for the writer at most; beyond, they are dropped and "
+             "counted (\"sinks\" in _stats)." },
+    { "http", K_GROUP, G(http_listen), .def_doc = "off",
+      .doc = "A small web server (libmicrohttpd): /metrics in the Prometheus text "
+             "format, /api/status (JSON: every stream's state, last label, "
+             "probabilities, level and recent events) and / (a live page of the "
+             "same, self-contained). On when http.listen is set or with tridentd "
+             "--http ADDRESS:PORT. It serves from its own thread and queue: a slow "
+             "client never delays classification." },
+    { "http.listen", K_STR, G(http_listen), .def_doc = "none: off",
+      .doc = "ADDRESS:PORT to listen on, numeric (\"127.0.0.1:9105\", \"[::1]:9105\"). "
+             "An address other than loopback needs http.remote = true and a token." },
+    { "http.remote", K_BOOL, G(http_remote), .idef = 0,
+      .doc = "Allow http.listen beyond loopback. Then http.token_file is required: every "
+             "request must carry \"Authorization: Bearer TOKEN\" (or put a TLS reverse "
+             "proxy in front; see tridentd(8))." },
+    { "http.token_file", K_STR, G(http_token_file), .flags = F_PATH, .def_doc = "none",
+      .doc = "File holding the bearer token (its first line; at least 16 characters). "
+             "When set, every request needs it, on loopback too." },
+    { "http.history", K_UINT, G(http_history), .lo = 10, .hi = 3600, .idef = 300,
+      .doc = "Seconds of history the page's charts show." },
+    { "http.queue", K_UINT, G(http_queue), .lo = 16, .hi = 1000000, .idef = 4096,
+      .doc = "Messages waiting for the server thread at most; beyond, they are dropped "
+             "and counted." },
+    { "mqtt", K_GROUP, G(mqtt_broker), .def_doc = "off",
+      .doc = "Publish to an MQTT broker (libmosquitto): each stream's smoothed state "
+             "(retained) and events under TOPIC/STREAM/..., an availability topic with a "
+             "last will, and Home Assistant discovery, so that each stream appears as a "
+             "sensor by itself. On when mqtt.broker is set or with tridentd --mqtt URL. "
+             "It reconnects with backoff; while the broker is away messages wait in a "
+             "bounded queue, and what does not fit is dropped and counted." },
+    { "mqtt.broker", K_STR, G(mqtt_broker), .def_doc = "none: off",
+      .doc = "mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS)." },
+    { "mqtt.client_id", K_STR, G(mqtt_client_id), .def_doc = "trident-HOSTNAME",
+      .doc = "MQTT client identifier." },
+    { "mqtt.topic", K_STR, G(mqtt_topic), .def_doc = "trident/HOSTNAME",
+      .doc = "Topic prefix: states go to TOPIC/STREAM/state, events to TOPIC/STREAM/event, "
+             "results (mqtt.results) to TOPIC/STREAM/result, availability to "
+             "TOPIC/status." },
+    { "mqtt.username", K_STR, G(mqtt_username), .def_doc = "none",
+      .doc = "User name for the broker." },
+    { "mqtt.password_file", K_STR, G(mqtt_password_file), .flags = F_PATH, .def_doc = "none",
+      .doc = "File holding the password (its first line)." },
+    { "mqtt.ca_file", K_STR, G(mqtt_ca_file), .flags = F_PATH, .def_doc = "the system's",
+      .doc = "mqtts://: CA certificates (PEM) to verify the broker with." },
+    { "mqtt.cert_file", K_STR, G(mqtt_cert_file), .flags = F_PATH, .def_doc = "none",
+      .doc = "mqtts://: client certificate (PEM), with mqtt.key_file." },
+    { "mqtt.key_file", K_STR, G(mqtt_key_file), .flags = F_PATH, .def_doc = "none",
+      .doc = "mqtts://: the client certificate's private key (PEM)." },
+    { "mqtt.qos", K_INT, G(mqtt_qos), .lo = 0, .hi = 2, .idef = 1,
+      .doc = "QoS of states and events (results go at 0)." },
+    { "mqtt.keepalive", K_UINT, G(mqtt_keepalive), .lo = 5, .hi = 3600, .idef = 30,
+      .doc = "Seconds between keep-alive pings; the broker publishes the last will "
+             "(\"offline\") after 1.5 times this without a word." },
+    { "mqtt.results", K_BOOL, G(mqtt_results), .idef = 0,
+      .doc = "Also publish every window's result (QoS 0, not retained)." },
+    { "mqtt.discovery", K_BOOL, G(mqtt_discovery), .idef = 1,
+      .doc = "Publish Home Assistant MQTT discovery configs (retained)." },
+    { "mqtt.discovery_prefix", K_STR, G(mqtt_discovery_prefix), .sdef = "homeassistant",
+      .doc = "Home Assistant's discovery prefix." },
+    { "mqtt.queue", K_UINT, G(mqtt_queue), .lo = 16, .hi = 1000000, .idef = 4096,
+      .doc = "Messages waiting for the broker at most; beyond, they are dropped and "
+             "counted (\"sinks\" in _stats)." },
     { "streams", K_STREAMS, G(streams),
       .doc = "The sources to classify, a list of groups ( { ... }, { ... } ). "
              "An ALSA device or file with several channels makes one stream per "
@@ -916,11 +999,55 @@ static int check_global(const struct cfg *c, char *msg, size_t len, const char *
         snprintf(msg, len, "model: missing");
         return -EINVAL;
     }
-    if (!c->n_endpoints && !c->to_stdout) {
+    if (!c->n_endpoints && !c->to_stdout && !c->results_path && !c->http_listen &&
+        !c->mqtt_broker) {
         *which = "publish.endpoints";
-        snprintf(msg, len, "publish.endpoints: empty and publish.stdout is false: "
-                           "results would go nowhere");
+        snprintf(msg, len, "publish.endpoints: empty and publish.stdout is false, and no "
+                           "results, http or mqtt: results would go nowhere");
         return -EINVAL;
+    }
+    if (c->http_listen) {
+        char host[64], em[200];
+        unsigned port;
+        bool loop;
+        if (cfg_split_hostport(c->http_listen, host, sizeof host, &port, &loop, em, sizeof em)) {
+            *which = "http.listen";
+            snprintf(msg, len, "http.listen: %s", em);
+            return -EINVAL;
+        }
+        if (!loop && !c->http_remote) {
+            *which = "http.listen";
+            snprintf(msg, len, "http.listen: %s is not a loopback address: set "
+                               "http.remote = true (and http.token_file) to serve beyond "
+                               "this machine", host);
+            return -EINVAL;
+        }
+        if (!loop && !c->http_token_file) {
+            *which = "http.remote";
+            snprintf(msg, len, "http.remote: serving beyond loopback needs "
+                               "http.token_file (no unauthenticated door)");
+            return -EINVAL;
+        }
+    }
+    if (c->mqtt_broker) {
+        char host[256], em[200];
+        unsigned port;
+        bool tls;
+        if (cfg_parse_broker(c->mqtt_broker, host, sizeof host, &port, &tls, em, sizeof em)) {
+            *which = "mqtt.broker";
+            snprintf(msg, len, "mqtt.broker: %s", em);
+            return -EINVAL;
+        }
+        if (!c->mqtt_cert_file != !c->mqtt_key_file) {
+            *which = c->mqtt_cert_file ? "mqtt.cert_file" : "mqtt.key_file";
+            snprintf(msg, len, "%s: mqtt.cert_file and mqtt.key_file go together", *which);
+            return -EINVAL;
+        }
+        if (c->mqtt_password_file && !c->mqtt_username) {
+            *which = "mqtt.password_file";
+            snprintf(msg, len, "mqtt.password_file: needs mqtt.username");
+            return -EINVAL;
+        }
     }
     for (unsigned a = 0; a < c->n_endpoints; a++) {
         if (!c->endpoints[a][0]) {
@@ -948,6 +1075,109 @@ static int check_global(const struct cfg *c, char *msg, size_t len, const char *
  * [IPv6] or *, PORT 1..65535 or *) or ipc://PATH (at most 107 bytes, the
  * size of sun_path less its NUL).  Names are refused, not resolved: a bind
  * must not depend on the resolver at start-up.  0, or -EINVAL with msg. */
+int cfg_split_hostport(const char *s, char *host, size_t hl, unsigned *port, bool *loopback,
+                       char *msg, size_t len)
+{
+    const char *colon;
+    size_t n;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') {
+            snprintf(msg, len, "\"%s\": want [IPV6]:PORT", s);
+            return -EINVAL;
+        }
+        n = (size_t)(close - s - 1);
+        colon = close + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) {
+            snprintf(msg, len, "\"%s\": want ADDRESS:PORT", s);
+            return -EINVAL;
+        }
+        n = (size_t)(colon - s);
+    }
+    if (n == 0 || n >= hl) {
+        snprintf(msg, len, "\"%s\": want ADDRESS:PORT", s);
+        return -EINVAL;
+    }
+    memcpy(host, s, n);
+    host[n] = 0;
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (!colon[1] || *end || errno || p < 1 || p > 65535) {
+        snprintf(msg, len, "port \"%s\": want 1 to 65535", colon + 1);
+        return -EINVAL;
+    }
+    *port = (unsigned)p;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        *loopback = a[0] == 127;
+    else if (inet_pton(AF_INET6, host, a) == 1)
+        *loopback = !memcmp(a, in6addr_loopback.s6_addr, 16);
+    else {
+        snprintf(msg, len, "\"%s\": not a numeric IPv4 or [IPv6] address", host);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cfg_parse_broker(const char *url, char *host, size_t hl, unsigned *port, bool *tls,
+                     char *msg, size_t len)
+{
+    const char *h;
+    if (!strncmp(url, "mqtt://", 7)) {
+        *tls = false;
+        h = url + 7;
+    } else if (!strncmp(url, "mqtts://", 8)) {
+        *tls = true;
+        h = url + 8;
+    } else {
+        snprintf(msg, len, "\"%s\": want mqtt://HOST[:PORT] or mqtts://HOST[:PORT]", url);
+        return -EINVAL;
+    }
+    *port = *tls ? 8883 : 1883;
+    size_t end = strcspn(h, "/");          /* one trailing '/' is allowed */
+    if (h[end] && h[end + 1]) {
+        snprintf(msg, len, "\"%s\": nothing may follow HOST[:PORT]", url);
+        return -EINVAL;
+    }
+    const char *hs = h, *he, *colon = NULL;
+    if (*h == '[') {
+        const char *close = memchr(h, ']', end);
+        if (!close || (close + 1 != h + end && close[1] != ':')) {
+            snprintf(msg, len, "\"%s\": want [IPV6]:PORT", url);
+            return -EINVAL;
+        }
+        hs = h + 1;
+        he = close;
+        if (close + 1 != h + end)
+            colon = close + 1;
+    } else {
+        colon = memchr(h, ':', end);
+        he = colon ? colon : h + end;
+    }
+    size_t n = (size_t)(he - hs);
+    if (n == 0 || n >= hl) {
+        snprintf(msg, len, "\"%s\": no host", url);
+        return -EINVAL;
+    }
+    memcpy(host, hs, n);
+    host[n] = 0;
+    if (colon) {
+        char *e;
+        errno = 0;
+        unsigned long p = strtoul(colon + 1, &e, 10);
+        if (e == colon + 1 || e != h + end || errno || p < 1 || p > 65535) {
+            snprintf(msg, len, "\"%s\": port must be 1 to 65535", url);
+            return -EINVAL;
+        }
+        *port = (unsigned)p;
+    }
+    return 0;
+}
+
 int cfg_check_endpoint(const char *ep, char *msg, size_t len)
 {
     if (!strncmp(ep, "ipc://", 6)) {
@@ -1054,6 +1284,12 @@ int cfg_apply_cli(struct cfg *c, const struct cfg_cli *o, char *err, size_t errl
     }
     if (o->stats_interval >= 0)
         c->stats_interval = o->stats_interval;
+    if (o->http && cfg_set_string(&c->http_listen, o->http))
+        return -ENOMEM;
+    if (o->mqtt && cfg_set_string(&c->mqtt_broker, o->mqtt))
+        return -ENOMEM;
+    if (o->results && cfg_set_string(&c->results_path, o->results))
+        return -ENOMEM;
     c->wait_subscribers = o->wait_subscribers;
     if (o->record)
         for (unsigned i = 0; i < c->n_streams; i++)

@@ -89,6 +89,26 @@ struct cfg {
     bool               to_stdout;
     double             stats_interval;  /* seconds; 0: off */
     unsigned           wait_subscribers; /* command line only */
+    /* results = { ... }: JSON Lines files (daemon/sink_results.c) */
+    char              *results_path;    /* NULL: off */
+    unsigned           results_max_bytes, results_files, results_queue;
+    bool               results_every;   /* every result, not only events, severity, stats */
+    /* http = { ... }: /metrics, /api/status and the page (daemon/sink_http.c) */
+    char              *http_listen;     /* "ADDRESS:PORT"; NULL: off */
+    bool               http_remote;     /* may listen beyond loopback (then needs a token) */
+    char              *http_token_file; /* bearer token; NULL: none */
+    unsigned           http_queue;
+    unsigned           http_history;    /* seconds of history for the page */
+    /* mqtt = { ... }: states, events, Home Assistant discovery (daemon/sink_mqtt.c) */
+    char              *mqtt_broker;     /* mqtt://HOST:PORT or mqtts://HOST:PORT; NULL: off */
+    char              *mqtt_client_id;  /* NULL: trident-HOST */
+    char              *mqtt_topic;      /* topic prefix; NULL: trident/HOST */
+    char              *mqtt_username, *mqtt_password_file;
+    char              *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file;
+    bool               mqtt_discovery, mqtt_results;
+    char              *mqtt_discovery_prefix;
+    int                mqtt_qos;
+    unsigned           mqtt_keepalive, mqtt_queue;
     struct cfg_stream *streams;
     unsigned           n_streams;
 };
@@ -106,6 +126,9 @@ struct cfg_cli {
     unsigned           wait_subscribers;
     const char        *record;           /* --record DIR: record.path of every stream */
     bool               no_publish;       /* --no-publish: no socket, stdout only */
+    const char        *http;             /* --http ADDR:PORT: http.listen */
+    const char        *mqtt;             /* --mqtt URL: mqtt.broker */
+    const char        *results;          /* --results DIR: results.path */
 };
 #define CFG_CLI_UNSET { .workers = -1, .to_stdout = -1, .stats_interval = -1 }
 
@@ -136,6 +159,14 @@ int  cfg_validate(const struct cfg *c, char *err, size_t errlen);
  * ipc://PATH (<= 107 bytes): 0, or -EINVAL with a message in msg. */
 int  cfg_check_endpoint(const char *ep, char *msg, size_t len);
 void cfg_free(struct cfg *c);
+/* http.listen: "ADDRESS:PORT" or "[IPV6]:PORT", numeric; *loopback for
+ * 127.0.0.0/8 and ::1.  0, or -EINVAL with a message in msg. */
+int  cfg_split_hostport(const char *s, char *host, size_t hl, unsigned *port, bool *loopback,
+                        char *msg, size_t len);
+/* mqtt.broker: "mqtt://HOST[:PORT]" (1883) or "mqtts://HOST[:PORT]" (8883);
+ * HOST may be a name or [IPV6].  0, or -EINVAL with a message in msg. */
+int  cfg_parse_broker(const char *url, char *host, size_t hl, unsigned *port, bool *tls,
+                      char *msg, size_t len);
 
 /* Deep copy; *dst must not hold anything (it is overwritten).  0 or -ENOMEM. */
 int  cfg_copy(struct cfg *dst, const struct cfg *src);

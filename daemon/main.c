@@ -109,6 +109,7 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: tridentd [-c FILE] [--model M] [--workers N] [--stdout] [--endpoint E]...\n"
 "                [--wait-subscribers N] [--stats-interval S] [--record DIR]\n"
+"                [--http ADDR:PORT] [--mqtt URL] [--results DIR]\n"
 "       tridentd --check [-c FILE]\n"
 "       tridentd --replay FILE... [--model M] [--hop N] [--pace fast|realtime]\n"
 "                [--loop] [--workers N] [--stdout] [--endpoint E]... [--no-publish]\n"
@@ -147,6 +148,11 @@ static void usage(FILE *f)
 "  --stats-interval S     seconds between \"_stats\" messages (default 10, 0: off)\n"
 "  --record DIR           record every stream's samples as captured into DIR\n"
 "                         (record.path of every stream, trident.conf(5))\n"
+"  --http ADDR:PORT       serve /metrics, /api/status and a live page (http.listen)\n"
+"  --mqtt URL             publish states and events to an MQTT broker,\n"
+"                         mqtt://HOST[:PORT] (mqtt.broker)\n"
+"  --results DIR          write what is published as JSON Lines into DIR\n"
+"                         (results.path)\n"
 "  --version, --help\n"
 "\n"
 "Signals: SIGINT/SIGTERM stop reading, classify and publish what was read\n"
@@ -235,7 +241,8 @@ static char *file_stem(const char *path)
 }
 
 enum { OPT_REPLAY = 256, OPT_MODEL, OPT_HOP, OPT_PACE, OPT_WORKERS, OPT_STDOUT,
-       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_RECORD, OPT_NO_PUBLISH, OPT_VERSION, OPT_HELP, OPT_CHECK };
+       OPT_ENDPOINT, OPT_WAIT, OPT_LOOP, OPT_STATS, OPT_RECORD, OPT_NO_PUBLISH, OPT_HTTP, OPT_MQTT, OPT_RESULTS,
+       OPT_VERSION, OPT_HELP, OPT_CHECK };
 
 /* What the command line says.  Settings that a configuration file also has
  * go into cli (config.h: they override the file, and again on a reload);
@@ -268,6 +275,9 @@ static int parse_args(int argc, char **argv, struct args *a)
         { "stats-interval",   required_argument, NULL, OPT_STATS },
         { "record",           required_argument, NULL, OPT_RECORD },
         { "no-publish",       no_argument,       NULL, OPT_NO_PUBLISH },
+        { "http",             required_argument, NULL, OPT_HTTP },
+        { "mqtt",             required_argument, NULL, OPT_MQTT },
+        { "results",          required_argument, NULL, OPT_RESULTS },
         { "config",           required_argument, NULL, 'c' },
         { "check",            no_argument,       NULL, OPT_CHECK },
         { "version",          no_argument,       NULL, OPT_VERSION },
@@ -313,6 +323,15 @@ static int parse_args(int argc, char **argv, struct args *a)
             break;
         case OPT_STDOUT: a->cli.to_stdout = 1; break;
         case OPT_NO_PUBLISH: a->cli.no_publish = true; break;
+        case OPT_HTTP:    a->cli.http = optarg; break;
+        case OPT_MQTT:    a->cli.mqtt = optarg; break;
+        case OPT_RESULTS:
+            if (!*optarg) {
+                log_err("--results: an empty directory name");
+                return EX_USAGE_;
+            }
+            a->cli.results = optarg;
+            break;
         case OPT_RECORD:
             if (!*optarg) {
                 log_err("--record: an empty directory name");

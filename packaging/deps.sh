@@ -11,8 +11,11 @@
 set -eu
 
 pkgs_build="build-essential pkg-config libasound2-dev libzmq3-dev libconfig-dev \
-libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev"
-pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils valgrind"
+libsndfile1-dev libsystemd-dev libjansson-dev libsoxr-dev libmicrohttpd-dev libmosquitto-dev"
+# mosquitto, prometheus (promtool) and chromium: the http and mqtt sinks
+# tests talk to the real broker, scraper and browser.
+pkgs_test="python3 python3-zmq python3-numpy python3-torch alsa-utils valgrind \
+mosquitto mosquitto-clients prometheus chromium chromium-driver"
 pkgs_demo="python3"
 # PyTorch at its best: without OpenBLAS, Debian's torch runs its batch-1
 # convolutions on netlib's reference BLAS (about 4x slower here), which would
