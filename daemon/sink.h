@@ -126,7 +126,7 @@ struct sink_account {
     const char *name;
     uint64_t    queued;         /* messages taken into its queue */
     uint64_t    dropped;        /* messages that did not fit */
-    uint64_t    failed;         /* messages the sink could not deliver (its count) */
+    uint64_t    lost;           /* messages the sink could not deliver (ops->lost) */
 };
 
 /* The whole daemon at one moment ("_stats", /metrics). */
@@ -172,10 +172,19 @@ struct sink_ops {
     /* Called on the sink's thread every 100 ms or so when idle (queued
      * sinks: reconnects, housekeeping).  May be NULL. */
     void (*tick)(void *s);
+    /* Messages the sink itself could not deliver or dropped (a broker away
+     * beyond its own queue, a failed write): read from any thread (keep it
+     * an atomic counter).  May be NULL. */
+    uint64_t (*lost)(void *s);
+    /* Last: after the sink's thread ended (queued sinks) or the publisher
+     * stopped (direct ones). */
     void (*destroy)(void *s);
 };
 
 enum { SINK_STATS_PERIODIC = 1, SINK_STATS_LIVE = 2, SINK_STATS_STATE = 4 };
+
+extern const struct sink_ops sink_zmq_ops, sink_stdout_ops, sink_results_ops,
+                             sink_http_ops, sink_mqtt_ops;
 
 /* Every sink trident knows (sink.c), NULL-terminated. */
 extern const struct sink_ops *const sink_table[];
