@@ -154,6 +154,8 @@ struct sink_stats {
 struct sink_ops {
     const char *name;           /* table key and config group */
     bool        async;          /* queued: its own thread (see above) */
+    int         stats_kinds;    /* SINK_STATS_* wanted; 0: PERIODIC and LIVE when
+                                 * queued, PERIODIC and STATE when direct */
     /* From the config: does this sink run? */
     bool (*enabled)(const struct cfg *c);
     /* Open it (bind, connect, ...): 0, or -errno with one line naming the
