@@ -399,11 +399,22 @@ static void sink_end(struct sink *k)
 
 int sinks_create(const struct cfg *c, sink_set **out, char *err, size_t errlen)
 {
+    return sinks_create_from(sink_table, c, out, err, errlen);
+}
+
+int sinks_create_from(const struct sink_ops *const *table, const struct cfg *c,
+                      sink_set **out, char *err, size_t errlen)
+{
     sink_set *ss = calloc(1, sizeof *ss);
     if (!ss)
         return -ENOMEM;
     int rc = 0;
-    for (const struct sink_ops *const *o = sink_table; *o && !rc; o++) {
+    for (const struct sink_ops *const *o = table; *o && !rc; o++) {
+        if (ss->n == sizeof ss->s / sizeof ss->s[0]) {
+            snprintf(err, errlen, "%s: too many sinks", (*o)->name);
+            rc = -E2BIG;
+            break;
+        }
         if (!(*o)->enabled(c))
             continue;
         struct sink *k = &ss->s[ss->n];
@@ -413,7 +424,7 @@ int sinks_create(const struct cfg *c, sink_set **out, char *err, size_t errlen)
         if ((*o)->stats_kinds)
             k->kinds = (*o)->stats_kinds;
         if ((*o)->async) {
-            k->max_n = queue_of(*o, c);
+            k->max_n = (*o)->queue ? (*o)->queue(c) : queue_of(*o, c);
             /* room for max_n messages of about a result each, and for
              * snapshots of many streams */
             k->cap = ((size_t)k->max_n * 1024 + (1u << 20)) & ~(size_t)7;
