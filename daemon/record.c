@@ -113,7 +113,7 @@ void rec_safe_name(char *dst, size_t len, const char *s)
 }
 
 /* mkdir -p */
-static int make_dir(const char *path)
+int rec_make_dir(const char *path)
 {
     char p[PATH_MAX];
     if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
@@ -320,7 +320,7 @@ int recorder_attach(recorder *r, struct source *s, char *err, size_t errlen)
         const char *dir = k ? c->keep_path : c->record_path;
         if (!dir)
             continue;
-        if ((rc = make_dir(dir)) < 0 || (rc = access(dir, W_OK) < 0 ? -errno : 0) < 0) {
+        if ((rc = rec_make_dir(dir)) < 0 || (rc = access(dir, W_OK) < 0 ? -errno : 0) < 0) {
             snprintf(err, errlen, "%s.path \"%s\": %s", k ? "keep" : "record", dir,
                      strerror(-rc));
             return rc;

@@ -66,6 +66,9 @@ void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
 /* The record and keep counters of a stream's snapshot (sink.h; has_record
  * and has_keep false for a NULL tap). */
 struct sink_stream_stats;
+/* mkdir -p PATH (0755): 0, or -errno (-ENOTDIR: PATH is a file).  Also the
+ * results sink's. */
+int  rec_make_dir(const char *path);
 void rec_stats_fill(const struct rec_tap *rec, const struct rec_tap *keep,
                     struct sink_stream_stats *s);
 

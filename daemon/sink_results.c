@@ -22,6 +22,7 @@
 #include "config.h"
 #include "log.h"
 #include "publish.h"
+#include "record.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -159,8 +160,7 @@ static int rs_create(const struct cfg *c, void **state, char *err, size_t errlen
     r->files = c->results_files;
     r->fd = -1;
     int rc = 0;
-    if (mkdir(r->dir, 0755) && errno != EEXIST) {
-        rc = -errno;
+    if ((rc = rec_make_dir(r->dir)) < 0) {
         snprintf(err, errlen, "results.path: cannot create %s: %s", r->dir, strerror(-rc));
     }
     if (!rc)
