@@ -1283,7 +1283,7 @@ static int http_create(const struct cfg *c, void **state, char *err, size_t errl
         http_destroy(h);
         return r;
     }
-    int fd;
+    int fd = -1;
     bool v6;
     char shown[96];
     if ((r = listen_on(c->http_listen, &fd, &v6, &h->port, shown, sizeof shown, err, errlen)) < 0) {
