@@ -960,7 +960,8 @@ static json_t *render_history(struct sink_http *h)
     json_t *cl = json_array();
     for (unsigned i = 0; cl && i < h->n_classes && i < HIST_CLASSES; i++)
         json_array_append_new(cl, json_string(h->classes[i]));
-    return json_pack("{s:f,s:i,s:o,s:o,s:o}", "t", now, "seconds", (int)h->history,
+    return json_pack("{s:f,s:i,s:o,s:o,s:o,s:o}", "t", now, "seconds", (int)h->history,
+                     "kind", jstr(h->model_kind),
                      "columns", json_pack("[s,s,s,s,s]", "t", "rms", "peak", "anomaly", "threshold"),
                      "classes", cl ? cl : json_null(), "streams", streams ? streams : json_null());
 }
