@@ -255,7 +255,26 @@ def check_page(t, d, tmp):
 
 def stall_clients(port):
     """40 half requests and one client that asks without reading."""
-    socks = []
+    # the reader that never reads comes first: the half requests fill the
+    # per-address connection limit (16), after which new connections close
+    hog = socket.create_connection(("127.0.0.1", port), timeout=5)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    hog.setblocking(False)
+    sent = 0
+    for _ in range(20000):
+        try:
+            hog.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.05)                # the server has answers it cannot send
+            try:
+                hog.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                sent += 1
+            except (BlockingIOError, OSError):
+                break
+        except OSError:
+            break
+    socks = [hog]
     for _ in range(40):
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -263,17 +282,6 @@ def stall_clients(port):
             socks.append(s)
         except OSError:
             pass
-    hog = socket.create_connection(("127.0.0.1", port), timeout=5)
-    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    hog.setblocking(False)
-    sent = 0
-    for _ in range(5000):
-        try:
-            hog.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            sent += 1
-        except (BlockingIOError, OSError):
-            break
-    socks.append(hog)
     return socks, sent
 
 
