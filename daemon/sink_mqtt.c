@@ -152,6 +152,7 @@ struct mq {
     atomic_bool     connected;
     atomic_uint_fast64_t lost;
     atomic_int      connack;        /* last refused CONNACK code, 0: none */
+    atomic_uint     failures;       /* connection attempts that failed */
     pthread_t       net;
     bool      net_started, connecting;
 
@@ -462,6 +463,7 @@ static void *net_main(void *arg)
                 continue;
             }
             atomic_store(&q->connected, false);
+            atomic_fetch_add(&q->failures, 1);
         } else {
             pthread_mutex_unlock(&q->lk);
             int rc = mosquitto_loop(q->m, LOOP_MS, 1);
@@ -473,6 +475,7 @@ static void *net_main(void *arg)
             }
             up = false;
             atomic_store(&q->connected, false);
+            atomic_fetch_add(&q->failures, 1);
             if (q->stop)
                 break;
         }
@@ -742,11 +745,13 @@ static void report(struct mq *q)
         q->warned_down = false;
         q->logged_rc = 0;
     } else if (rc && rc != q->logged_rc) {
-        log_warn("mqtt: %s refused the connection: %s; retrying", q->broker,
-                 mosquitto_connack_string(rc));
+        char why[128];
+        snprintf(why, sizeof why, "%s", mosquitto_connack_string(rc));
+        why[strcspn(why, ".")] = 0;
+        log_warn("mqtt: %s refused the connection (%s); retrying", q->broker, why);
         q->logged_rc = rc;
         q->warned_down = true;
-    } else if (!q->warned_down && (q->ever_connected || now_unix() - q->started > 3)) {
+    } else if (!q->warned_down && (q->ever_connected || atomic_load(&q->failures))) {
         log_warn("mqtt: %s: %s; retrying with backoff", q->broker,
                  q->ever_connected ? "connection lost" : "cannot connect");
         q->warned_down = true;
@@ -809,6 +814,7 @@ static int mqtt_create(const struct cfg *c, void **state, char *err, size_t errl
     atomic_init(&q->connected, false);
     atomic_init(&q->lost, 0);
     atomic_init(&q->connack, 0);
+    atomic_init(&q->failures, 0);
     q->qos = c->mqtt_qos;
     q->results = c->mqtt_results;
     q->discovery = c->mqtt_discovery;
