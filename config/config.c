@@ -148,7 +148,7 @@ static const struct key keys[] = {
              "results.jsonl.1 and so on; the oldest beyond results.files is deleted, "
              "so the directory never holds more than about results.files + 1 times "
              "results.max_bytes." },
-    { "results.path", K_STR, G(results_path), .flags = F_PATH, .def_doc = "none: off",
+    { "results.path", K_STR, G(results_path), .flags = F_PATH | F_COMMENT, .ex = "\"/var/lib/trident/results\"", .def_doc = "none: off",
       .doc = "Directory of the files (created if missing). A relative path is resolved "
              "against the directory of this file." },
     { "results.every", K_BOOL, G(results_every), .idef = 1,
@@ -168,14 +168,15 @@ static const struct key keys[] = {
              "same, self-contained). On when http.listen is set or with tridentd "
              "--http ADDRESS:PORT. It serves from its own thread and queue: a slow "
              "client never delays classification." },
-    { "http.listen", K_STR, G(http_listen), .def_doc = "none: off",
+    { "http.listen", K_STR, G(http_listen), .flags = F_COMMENT, .ex = "\"127.0.0.1:9105\"",
+      .def_doc = "none: off",
       .doc = "ADDRESS:PORT to listen on, numeric (\"127.0.0.1:9105\", \"[::1]:9105\"). "
              "An address other than loopback needs http.remote = true and a token." },
     { "http.remote", K_BOOL, G(http_remote), .idef = 0,
       .doc = "Allow http.listen beyond loopback. Then http.token_file is required: every "
              "request must carry \"Authorization: Bearer TOKEN\" (or put a TLS reverse "
              "proxy in front; see tridentd(8))." },
-    { "http.token_file", K_STR, G(http_token_file), .flags = F_PATH, .def_doc = "none",
+    { "http.token_file", K_STR, G(http_token_file), .flags = F_PATH | F_COMMENT, .ex = "\"/etc/trident/http.token\"", .def_doc = "none",
       .doc = "File holding the bearer token (its first line; at least 16 characters). "
              "When set, every request needs it, on loopback too." },
     { "http.history", K_UINT, G(http_history), .lo = 10, .hi = 3600, .idef = 300,
@@ -190,23 +191,27 @@ static const struct key keys[] = {
              "sensor by itself. On when mqtt.broker is set or with tridentd --mqtt URL. "
              "It reconnects with backoff; while the broker is away messages wait in a "
              "bounded queue, and what does not fit is dropped and counted." },
-    { "mqtt.broker", K_STR, G(mqtt_broker), .def_doc = "none: off",
+    { "mqtt.broker", K_STR, G(mqtt_broker), .flags = F_COMMENT, .ex = "\"mqtt://127.0.0.1:1883\"",
+      .def_doc = "none: off",
       .doc = "mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS)." },
-    { "mqtt.client_id", K_STR, G(mqtt_client_id), .def_doc = "trident-HOSTNAME",
+    { "mqtt.client_id", K_STR, G(mqtt_client_id), .flags = F_COMMENT, .ex = "\"trident-pumproom\"",
+      .def_doc = "trident-HOSTNAME",
       .doc = "MQTT client identifier." },
-    { "mqtt.topic", K_STR, G(mqtt_topic), .def_doc = "trident/HOSTNAME",
+    { "mqtt.topic", K_STR, G(mqtt_topic), .flags = F_COMMENT, .ex = "\"trident/pumproom\"",
+      .def_doc = "trident/HOSTNAME",
       .doc = "Topic prefix: states go to TOPIC/STREAM/state, events to TOPIC/STREAM/event, "
              "results (mqtt.results) to TOPIC/STREAM/result, availability to "
              "TOPIC/status." },
-    { "mqtt.username", K_STR, G(mqtt_username), .def_doc = "none",
+    { "mqtt.username", K_STR, G(mqtt_username), .flags = F_COMMENT, .ex = "\"trident\"",
+      .def_doc = "none",
       .doc = "User name for the broker." },
-    { "mqtt.password_file", K_STR, G(mqtt_password_file), .flags = F_PATH, .def_doc = "none",
+    { "mqtt.password_file", K_STR, G(mqtt_password_file), .flags = F_PATH | F_COMMENT, .ex = "\"/etc/trident/mqtt.password\"", .def_doc = "none",
       .doc = "File holding the password (its first line)." },
-    { "mqtt.ca_file", K_STR, G(mqtt_ca_file), .flags = F_PATH, .def_doc = "the system's",
+    { "mqtt.ca_file", K_STR, G(mqtt_ca_file), .flags = F_PATH | F_COMMENT, .ex = "\"/etc/ssl/certs/ca-certificates.crt\"", .def_doc = "the system's",
       .doc = "mqtts://: CA certificates (PEM) to verify the broker with." },
-    { "mqtt.cert_file", K_STR, G(mqtt_cert_file), .flags = F_PATH, .def_doc = "none",
+    { "mqtt.cert_file", K_STR, G(mqtt_cert_file), .flags = F_PATH | F_COMMENT, .ex = "\"/etc/trident/mqtt.crt\"", .def_doc = "none",
       .doc = "mqtts://: client certificate (PEM), with mqtt.key_file." },
-    { "mqtt.key_file", K_STR, G(mqtt_key_file), .flags = F_PATH, .def_doc = "none",
+    { "mqtt.key_file", K_STR, G(mqtt_key_file), .flags = F_PATH | F_COMMENT, .ex = "\"/etc/trident/mqtt.key\"", .def_doc = "none",
       .doc = "mqtts://: the client certificate's private key (PEM)." },
     { "mqtt.qos", K_INT, G(mqtt_qos), .lo = 0, .hi = 2, .idef = 1,
       .doc = "QoS of states and events (results go at 0)." },

@@ -622,7 +622,9 @@ struct daemon {
     struct cfg      *cfg;            /* start-up settings (those a reload cannot change) */
     const char      *config;         /* the file to re-read; NULL with --replay */
     pipeline        *pl;
-    publisher       *pub;
+    sink_set        *sinks;
+    publisher       *pub;            /* the zmq sink's, the stdout sink's (or NULL) */
+    publisher       *out;
     struct run_src **src;            /* running sources, in configuration order */
     unsigned         n_src;
     recorder        *rec;            /* the recordings' writer, once a stream needs it */
@@ -1254,25 +1256,31 @@ int main(int argc, char **argv)
     }
     model = NULL;
 
-    /* publisher */
-    struct publish_opts pubo = {
-        .endpoints = cfg.endpoints, .n_endpoints = cfg.n_endpoints,
-        .hwm = cfg.hwm, .to_stdout = cfg.to_stdout,
-        /* A replay is lossless towards slow subscribers; the service drops
-         * for a stuck one rather than stall live capture (publish.h). */
-        .nodrop = args.replay || cfg.nodrop,
-    };
-    rc = publish_create(&pubo, &d.pub, err, sizeof err);
+    /* sinks (sink.h): ZeroMQ, stdout, results, http, mqtt as configured.
+     * A replay is lossless towards slow subscribers; the service drops
+     * for a stuck one rather than stall live capture (publish.h). */
+    if (args.replay)
+        cfg.nodrop = true;
+    rc = sinks_create(&cfg, &d.sinks, err, sizeof err);
     if (rc < 0) {
         log_err("%s", err);
-        status = rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE ? EX_OSERR_ : EX_UNAVAILABLE_;
+        status = rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE ? EX_OSERR_
+                 : rc == -EINVAL || rc == -ENOENT || rc == -EACCES ? EX_CONFIG_
+                                                                    : EX_UNAVAILABLE_;
         goto out_pipeline;
     }
-    publish_set_abort(d.pub, &abort_flag);
-    for (unsigned i = 0; i < cfg.n_endpoints; i++)
+    d.pub = sink_zmq_publisher(sinks_state(d.sinks, "zmq"));
+    d.out = sink_zmq_publisher(sinks_state(d.sinks, "stdout"));
+    if (d.pub)
+        publish_set_abort(d.pub, &abort_flag);
+    if (d.out)
+        publish_set_abort(d.out, &abort_flag);
+    for (unsigned i = 0; d.pub && i < cfg.n_endpoints; i++)
         log_info("publishing on %s", publish_endpoint(d.pub, i));
-    if (cfg.to_stdout)
+    if (d.out)
         log_info("publishing on standard output");
+    if (cfg.results_path)
+        log_info("results into %s/results.jsonl", cfg.results_path);
 
     /* sources */
     for (unsigned i = 0; i < cfg.n_streams; i++) {
@@ -1305,7 +1313,8 @@ int main(int argc, char **argv)
         log_info("waiting for %u subscriber%s", cfg.wait_subscribers,
                  cfg.wait_subscribers == 1 ? "" : "s");
         block_signals(false);
-        rc = publish_wait_subscribers(d.pub, cfg.wait_subscribers, &stop_flag);
+        rc = d.pub ? publish_wait_subscribers(d.pub, cfg.wait_subscribers, &stop_flag)
+                   : -ENOTCONN;
         block_signals(true);
         if (rc < 0 || stop_flag) {
             log_info("stopped before the start");
@@ -1314,7 +1323,7 @@ int main(int argc, char **argv)
     }
 
     /* run */
-    rc = pipeline_start(d.pl, d.pub);
+    rc = pipeline_start(d.pl, d.sinks);
     if (rc < 0) {
         log_err("cannot start the pipeline: %s", strerror(-rc));
         status = EX_OSERR_;
@@ -1386,7 +1395,7 @@ out_sources:
     recorder_destroy(d.rec);
     if (hard_flag && d.pub)
         publish_no_linger(d.pub);   /* "at once": drop what is still queued */
-    publish_destroy(d.pub);
+    sinks_destroy(d.sinks);
 out_pipeline:
     pipeline_destroy(d.pl);
 out_model:

@@ -64,6 +64,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -207,7 +208,7 @@ struct pipeline {
     unsigned          workers_started;
     pthread_t         windower_tid, publisher_tid;
     bool              windower_started, publisher_started, joined;
-    publisher        *pub;
+    sink_set         *sinks;
 
     struct slot      *slots;
     unsigned          n_slots;
@@ -236,10 +237,8 @@ struct pipeline {
     _Atomic uint64_t  gaps;                    /* windows published with "gap" */
     uint64_t          publish_errors;          /* failed sends / writes */
     uint64_t          publish_abandoned;       /* results given up at a hard stop */
-    char             *stats_buf;
-    size_t            stats_len;
-    char             *event_buf;               /* "_events" and "_state" messages */
-    size_t            event_len;
+    char             *snap_buf;                /* snapshot() */
+    size_t            snap_len;
 };
 
 static int64_t mono_ns(void)
@@ -1121,103 +1120,122 @@ static void *worker_main(void *arg)
 
 /* ---- publisher -------------------------------------------------------------- */
 
-/* Room for every stream's line with a fully escaped name. */
-static size_t stats_size(unsigned n_streams)
+/* Snapshots (sink.h struct sink_stats) are copied whole, under mu, into
+ * p->snap_buf: the streams' entries, their latency histograms, then every
+ * string they point to (names, states, the model's), so that the sinks can
+ * be called with the lock released and a reload may drop a stream or a model
+ * meanwhile.  The buffer grows (rarely: a reload added streams) outside
+ * the lock. */
+static size_t snap_need(const pipeline *p)
 {
-    return 512 + (size_t)n_streams * (STREAM_NAME_MAX * 6 + 512 + REC_STATS_MAX + 96);
-}
-
-/* ... and the states' names (the publisher's; a class name has no bound). */
-static size_t stats_need(const pipeline *p)
-{
-    size_t n = stats_size(p->n_reg);
-    for (unsigned i = 0; i < p->n_reg; i++)
+    const net_model *m = p->cur->m;
+    size_t n = (size_t)p->n_reg * (sizeof(struct sink_stream_stats) + sizeof(struct stats_hist));
+    n += (size_t)net_classes(m) * sizeof(char *) + 64 + strlen(net_path(m));
+    for (int i = 0; i < net_classes(m); i++)
+        n += strlen(net_class_name(m, i)) + 1;
+    for (unsigned i = 0; i < p->n_reg; i++) {
+        n += strlen(p->reg[i]->st->name) + 1;
         if (sm_state(p->reg[i]->sm))
-            n += 6 * strlen(sm_state(p->reg[i]->sm));
-    return n;
+            n += strlen(sm_state(p->reg[i]->sm)) + 1;
+    }
+    return n + 64;
 }
 
-static void publish_stats(pipeline *p, double uptime, bool final)
+static char *snap_str(char **at, const char *s)
 {
-    struct timespec now;
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = memcpy(*at, s, n);
+    *at += n;
+    return d;
+}
 
-    /* The stream list is the main thread's: read it under the lock.  The
-     * buffer grows (rarely: after a reload added streams) outside it. */
-    pthread_mutex_lock(&p->mu);
-    while (stats_need(p) > p->stats_len) {
-        size_t need = stats_need(p);
+/* Fill *st (under mu).  false: out of memory. */
+static bool snapshot(pipeline *p, struct sink_stats *st, double uptime, bool final)
+{
+    while (snap_need(p) > p->snap_len) {
+        size_t need = snap_need(p) * 2;
         pthread_mutex_unlock(&p->mu);
-        char *nb = realloc(p->stats_buf, need);
-        if (!nb) {
-            p->publish_errors++;
-            return;
-        }
-        p->stats_buf = nb;
-        p->stats_len = need;
+        char *nb = realloc(p->snap_buf, need);
         pthread_mutex_lock(&p->mu);
+        if (!nb)
+            return false;
+        p->snap_buf = nb;
+        p->snap_len = need;
     }
-    char *b = p->stats_buf;
-    size_t len = p->stats_len, pos = 0;
+    struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"uptime\":%.3f,\"interval\":%g,%s\"streams\":[",
-             (double)now.tv_sec + now.tv_nsec / 1e9, uptime, p->stats_interval,
-             final ? "\"final\":true," : "");
+    const net_model *m = p->cur->m;
+    struct sink_stream_stats *ss = (struct sink_stream_stats *)p->snap_buf;
+    struct stats_hist *hs = (struct stats_hist *)(ss + p->n_reg);
+    const char **cls = (const char **)(hs + p->n_reg);
+    char *str = (char *)(cls + net_classes(m));
     for (unsigned i = 0; i < p->n_reg; i++) {
         struct pl_stream *ps = p->reg[i];
-        publish_json_printf(b, len, &pos, "%s{\"stream\":", i ? "," : "");
-        publish_json_string(b, len, &pos, ps->st->name);
         struct pipeline_acct a;
         stream_acct(ps, &a);
-        publish_json_printf(b, len, &pos, ",\"windows\":%" PRIu64 ",\"gaps\":%" PRIu64
-                 ",\"samples\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"xruns\":%" PRIu64
-                 ",\"span\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"tail\":%" PRIu64
-                 ",\"backlog\":%" PRIu64, a.windows, a.gaps, a.in, a.dropped,
-                 atomic_load_explicit(&ps->st->xruns, memory_order_relaxed),
-                 a.span, a.skipped, a.tail, a.backlog);
-        if (ps->rs)
-            publish_json_printf(b, len, &pos, ",\"resampled\":%" PRIu64, a.resampled);
-        publish_json_printf(b, len, &pos, ",\"quality\":{\"ok\":%" PRIu64 ",\"no_signal\":%"
-                 PRIu64 ",\"clipped\":%" PRIu64 ",\"nonfinite\":%" PRIu64 "},\"unknown\":%"
-                 PRIu64 ",\"anomalous\":%" PRIu64, ps->quality[FEAT_OK],
-                 ps->quality[FEAT_NO_SIGNAL], ps->quality[FEAT_CLIPPED],
-                 ps->quality[FEAT_NONFINITE], ps->unknown, ps->anomalous);
-        publish_json_printf(b, len, &pos, ",\"state\":");
-        if (sm_state(ps->sm))
-            publish_json_string(b, len, &pos, sm_state(ps->sm));
-        else
-            publish_json_printf(b, len, &pos, "null");
-        publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64, ps->events);
-        if (ps->sev) {
-            const char *zone = sev_zone(ps->sev_last, ps->sev_bounds);
-            publish_json_printf(b, len, &pos, ",\"severity\":{\"blocks\":%" PRIu64
-                                ",\"dropped\":%" PRIu64 ",\"velocity_mm_s\":", ps->sev_blocks,
-                                atomic_load_explicit(&ps->sev_dropped, memory_order_relaxed));
-            publish_json_printf(b, len, &pos, isfinite(ps->sev_last) ? "%.6g" : "null",
-                                ps->sev_last);
-            publish_json_printf(b, len, &pos, zone ? ",\"zone\":\"%s\"}" : ",\"zone\":null}",
-                                zone);
-        }
-        rec_stats_json(ps->st->rec, ps->st->keep, b, len, &pos);
-        publish_json_printf(b, len, &pos, ",\"eof\":%s,\"down\":%s,\"reopens\":%" PRIu64 "}",
-                 atomic_load_explicit(&ps->st->eof, memory_order_relaxed) ? "true" : "false",
-                 atomic_load_explicit(&ps->st->down, memory_order_relaxed) ? "true" : "false",
-                 atomic_load_explicit(&ps->st->reopens, memory_order_relaxed));
+        const struct rec_tap *rec = ps->st->rec, *keep = ps->st->keep;
+        hs[i] = ps->lat;
+        ss[i] = (struct sink_stream_stats){
+            .stream = snap_str(&str, ps->st->name),
+            .windows = a.windows, .gaps = a.gaps, .samples = a.in, .dropped = a.dropped,
+            .xruns = atomic_load_explicit(&ps->st->xruns, memory_order_relaxed),
+            .span = a.span, .skipped = a.skipped, .tail = a.tail, .backlog = a.backlog,
+            .resampling = ps->rs != NULL, .resampled = a.resampled,
+            .quality = { ps->quality[FEAT_OK], ps->quality[FEAT_NO_SIGNAL],
+                         ps->quality[FEAT_CLIPPED], ps->quality[FEAT_NONFINITE] },
+            .unknown = ps->unknown, .anomalous = ps->anomalous,
+            .state = snap_str(&str, sm_state(ps->sm)),
+            .events = ps->events,
+            .has_severity = ps->sev != NULL, .sev_blocks = ps->sev_blocks,
+            .sev_dropped = atomic_load_explicit(&ps->sev_dropped, memory_order_relaxed),
+            .sev_velocity = ps->sev_last,
+            .sev_zone = ps->sev ? sev_zone(ps->sev_last, ps->sev_bounds) : NULL,
+            .eof = atomic_load_explicit(&ps->st->eof, memory_order_relaxed),
+            .down = atomic_load_explicit(&ps->st->down, memory_order_relaxed),
+            .reopens = atomic_load_explicit(&ps->st->reopens, memory_order_relaxed),
+            .latency = &hs[i],
+        };
+        if (ss[i].state)
+            sm_since(ps->sm, &ss[i].state_seq, &ss[i].state_sample, &ss[i].state_t);
+        rec_stats_fill(rec, keep, &ss[i]);
     }
-    uint64_t depth = p->head - p->tail;
+    for (int i = 0; i < net_classes(m); i++)
+        cls[i] = snap_str(&str, net_class_name(m, i));
+    *st = (struct sink_stats){
+        .t = (double)now.tv_sec + now.tv_nsec / 1e9,
+        .uptime = uptime, .interval = p->stats_interval, .final = final,
+        .n_streams = p->n_reg, .streams = ss,
+        .queue_depth = p->head - p->tail, .queue_slots = p->n_slots, .workers = p->n_workers,
+        .latency_interval = &p->lat_interval,
+        .model = snap_str(&str, net_digest(m)),
+        .model_path = snap_str(&str, net_path(m)),
+        .model_kind = net_kind(m) == NET_ANOMALY ? "anomaly" : "classifier",
+        .n_classes = (unsigned)net_classes(m), .classes = cls,
+    };
+    return true;
+}
+
+/* One snapshot to the sinks that take KIND. */
+static void publish_stats(pipeline *p, double uptime, bool final, int kind)
+{
+    struct sink_account acc[8];
+    struct sink_stats st;
+    pthread_mutex_lock(&p->mu);
+    bool ok = snapshot(p, &st, uptime, final);
     pthread_mutex_unlock(&p->mu);
-    publish_json_printf(b, len, &pos,
-             "],\"queue\":{\"depth\":%" PRIu64 ",\"slots\":%u,\"workers\":%u},"
-             "\"latency_us\":{\"n\":%" PRIu64 ",\"p50\":%" PRIu64 ",\"p99\":%" PRIu64
-             ",\"max\":%" PRIu64 "}}",
-             depth, p->n_slots, p->n_workers, p->lat_interval.n,
-             stats_hist_pct(&p->lat_interval, 0.50), stats_hist_pct(&p->lat_interval, 0.99),
-             p->lat_interval.max);
-    stats_hist_reset(&p->lat_interval);
-    /* (stats_size() leaves room: never cut short.)  A hard stop's -ECANCELED
-     * is no error: it was asked for. */
-    int rc = pos < len ? publish_raw(p->pub, "_stats", b) : -EOVERFLOW;
-    if (rc < 0 && rc != -ECANCELED)
+    if (!ok) {
         p->publish_errors++;
+        return;
+    }
+    st.n_sinks = sinks_accounts(p->sinks, acc, 8);
+    if (st.n_sinks > 8)
+        st.n_sinks = 8;
+    st.sinks = acc;
+    p->publish_errors += (uint64_t)sinks_stats(p->sinks, &st, kind);
+    if (kind == SINK_STATS_PERIODIC)
+        stats_hist_reset(&p->lat_interval);
 }
 
 /* pipeline.h: from the moment the window's last sample entered its ring. */
@@ -1256,54 +1274,15 @@ static int vote_of(const struct slot *sl, const char **name)
     return sl->cls;
 }
 
-/* Grows p->event_buf to need bytes; false when out of memory. */
-static bool event_room(pipeline *p, size_t need)
-{
-    if (need <= p->event_len)
-        return true;
-    char *nb = realloc(p->event_buf, need);
-    if (!nb)
-        return false;
-    p->event_buf = nb;
-    p->event_len = need;
-    return true;
-}
-
 static void publish_event(pipeline *p, const struct pl_stream *ps, const struct sm_change *c,
                           uint64_t at_seq, const char *model)
 {
-    for (int tries = 0; tries < 2; tries++) {
-        char *b = p->event_buf;
-        size_t len = p->event_len, pos = 0;
-        publish_json_printf(b, len, &pos, "{\"stream\":");
-        publish_json_string(b, len, &pos, ps->st->name);
-        publish_json_printf(b, len, &pos, ",\"from\":");
-        if (c->from)
-            publish_json_string(b, len, &pos, c->from);
-        else
-            publish_json_printf(b, len, &pos, "null");
-        publish_json_printf(b, len, &pos, ",\"to\":");
-        publish_json_string(b, len, &pos, c->to);
-        publish_json_printf(b, len, &pos, ",\"seq\":%" PRIu64 ",\"sample\":%" PRIu64 ",\"t\":",
-                            c->seq, c->sample);
-        publish_json_printf(b, len, &pos, isfinite(c->t) ? "%.6f" : "null", c->t);
-        publish_json_printf(b, len, &pos, ",\"at_seq\":%" PRIu64 ",\"agree\":%u,\"windows\":%u,"
-                            "\"confidence\":%.4g,\"score\":", at_seq, c->agree, c->windows,
-                            (double)c->agree / c->windows);
-        publish_json_printf(b, len, &pos, isfinite(c->score) ? "%.6g" : "null", c->score);
-        publish_json_printf(b, len, &pos, ",\"model\":");
-        publish_json_string(b, len, &pos, model);
-        publish_json_printf(b, len, &pos, "}");
-        if (pos < len) {
-            int rc = publish_raw(p->pub, "_events", b);
-            if (rc < 0 && rc != -ECANCELED)
-                p->publish_errors++;
-            return;
-        }
-        if (!event_room(p, pos + 1))
-            break;
-    }
-    p->publish_errors++;
+    struct sink_event e = {
+        .stream = ps->st->name, .from = c->from, .to = c->to,
+        .seq = c->seq, .sample = c->sample, .t = c->t, .at_seq = at_seq,
+        .agree = c->agree, .windows = c->windows, .score = c->score, .model = model,
+    };
+    p->publish_errors += (uint64_t)sinks_event(p->sinks, &e);
 }
 
 /* The "_severity" message: the velocity of the block that ended before
@@ -1312,86 +1291,26 @@ static void publish_event(pipeline *p, const struct pl_stream *ps, const struct 
 static void publish_severity(pipeline *p, struct pl_stream *ps, const struct slot *sl,
                              const struct sev_est *e)
 {
-    char b[STREAM_NAME_MAX * 6 + 512];
-    size_t pos = 0;
     size_t n = sev_block(ps->sev);
-    double t0 = sl->t - ((double)sl->sample - (double)(e->end - n)) / ps->out_rate;
-    const char *zone = sev_zone(e->v, ps->sev_bounds);
-    publish_json_printf(b, sizeof b, &pos, "{\"stream\":");
-    publish_json_string(b, sizeof b, &pos, ps->st->name);
-    publish_json_printf(b, sizeof b, &pos, ",\"t\":%.6f,\"seconds\":%.9g,\"sample\":%" PRIu64
-                        ",\"velocity_mm_s\":", t0, (double)n / ps->out_rate, e->end - n);
-    publish_json_printf(b, sizeof b, &pos, isfinite(e->v) ? "%.6g" : "null", e->v);
-    publish_json_printf(b, sizeof b, &pos, ",\"zone\":");
-    if (zone)
-        publish_json_printf(b, sizeof b, &pos, "\"%s\"", zone);
-    else
-        publish_json_printf(b, sizeof b, &pos, "null");
-    publish_json_printf(b, sizeof b, &pos, ",\"band_hz\":[%g,%g],\"bounds_mm_s\":[%g,%g,%g]",
-                        SEV_F_LO, SEV_F_HI, ps->sev_bounds[0], ps->sev_bounds[1],
-                        ps->sev_bounds[2]);
-    if (ps->sev_bearing) {
-        static const char *const name[SEV_NDEFECT] = { "ftf", "bpfo", "bpfi", "bsf" };
-        publish_json_printf(b, sizeof b, &pos, ",\"defects\":{");
-        for (int d = 0; d < SEV_NDEFECT; d++) {
-            publish_json_printf(b, sizeof b, &pos, "%s\"%s\":{\"hz\":%.6g,\"db\":", d ? "," : "",
-                                name[d], ps->sev_hz[d]);
-            publish_json_printf(b, sizeof b, &pos, isfinite(e->db[d]) ? "%.4g}" : "null}",
-                                e->db[d]);
-        }
-        publish_json_printf(b, sizeof b, &pos, "}");
+    struct sink_severity m = {
+        .stream = ps->st->name,
+        .t = sl->t - ((double)sl->sample - (double)(e->end - n)) / ps->out_rate,
+        .seconds = (double)n / ps->out_rate,
+        .sample = e->end - n,
+        .velocity_mm_s = e->v,
+        .zone = sev_zone(e->v, ps->sev_bounds),
+        .band_hz = { SEV_F_LO, SEV_F_HI },
+        .bounds_mm_s = { ps->sev_bounds[0], ps->sev_bounds[1], ps->sev_bounds[2] },
+        .has_defects = ps->sev_bearing,
+    };
+    static_assert(SEV_NDEFECT == SINK_NDEFECT, "the same four defect frequencies");
+    for (int d = 0; d < SEV_NDEFECT; d++) {
+        m.defect_hz[d] = ps->sev_hz[d];
+        m.defect_db[d] = e->db[d];
     }
-    publish_json_printf(b, sizeof b, &pos, "}");
-    int rc = pos < sizeof b ? publish_raw(p->pub, "_severity", b) : -EMSGSIZE;
-    if (rc < 0 && rc != -ECANCELED)
-        p->publish_errors++;
+    p->publish_errors += (uint64_t)sinks_severity(p->sinks, &m);
     ps->sev_last = e->v;
     ps->sev_blocks++;
-}
-
-/* The "_state" message: every stream's state and since when. */
-static void publish_state(pipeline *p)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    pthread_mutex_lock(&p->mu);
-    for (int tries = 0; tries < 2; tries++) {
-        char *b = p->event_buf;
-        size_t len = p->event_len, pos = 0;
-        publish_json_printf(b, len, &pos, "{\"t\":%.6f,\"streams\":[",
-                            (double)now.tv_sec + now.tv_nsec / 1e9);
-        for (unsigned i = 0; i < p->n_reg; i++) {
-            const struct pl_stream *ps = p->reg[i];
-            const char *st = sm_state(ps->sm);
-            publish_json_printf(b, len, &pos, "%s{\"stream\":", i ? "," : "");
-            publish_json_string(b, len, &pos, ps->st->name);
-            publish_json_printf(b, len, &pos, ",\"state\":");
-            if (st) {
-                uint64_t seq, sample;
-                double t;
-                sm_since(ps->sm, &seq, &sample, &t);
-                publish_json_string(b, len, &pos, st);
-                publish_json_printf(b, len, &pos, ",\"seq\":%" PRIu64 ",\"sample\":%" PRIu64
-                                    ",\"t\":", seq, sample);
-                publish_json_printf(b, len, &pos, isfinite(t) ? "%.6f" : "null", t);
-            } else {
-                publish_json_printf(b, len, &pos, "null,\"seq\":null,\"sample\":null,\"t\":null");
-            }
-            publish_json_printf(b, len, &pos, ",\"events\":%" PRIu64 "}", ps->events);
-        }
-        publish_json_printf(b, len, &pos, "]}");
-        if (pos < len) {
-            pthread_mutex_unlock(&p->mu);
-            int rc = publish_raw(p->pub, "_state", b);
-            if (rc < 0 && rc != -ECANCELED)
-                p->publish_errors++;
-            return;
-        }
-        if (!event_room(p, pos + 1))
-            break;
-    }
-    pthread_mutex_unlock(&p->mu);
-    p->publish_errors++;
 }
 
 static void publish_slot(pipeline *p, struct slot *sl)
@@ -1432,11 +1351,10 @@ static void publish_slot(pipeline *p, struct slot *sl)
     /* latency_us covers the send itself, so it is known only after it; the
      * message carries the time up to the call. */
     r.latency_us = latency_ns(sl) / 1000;
-    int rc = publish_result(p->pub, &r);
-    if (rc == -ECANCELED)
+    bool cancelled = false;
+    p->publish_errors += (uint64_t)sinks_result(p->sinks, &r, &cancelled);
+    if (cancelled)
         p->publish_abandoned++;
-    else if (rc < 0)
-        p->publish_errors++;
     if (ps->st->keep)
         keep_offer(ps->st->keep, &r, sl->x, g->m, changed, &p->may_wait);
     for (unsigned i = 0; i < sl->sev_n; i++)
@@ -1466,6 +1384,8 @@ static void *publisher_main(void *arg)
     const int64_t period = p->stats_interval > 0 ? (int64_t)(p->stats_interval * 1e9) : 0;
     int64_t next_stats = period ? t0 + period : INT64_MAX;
     int64_t next_status = t0 + PIPELINE_STATUS_NS;
+    const bool live = sinks_want_live(p->sinks);
+    int64_t next_live = live ? t0 + PIPELINE_LIVE_NS : INT64_MAX;
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -1492,14 +1412,20 @@ static void *publisher_main(void *arg)
         }
         if (now >= next_stats) {
             pthread_mutex_unlock(&p->mu);
-            publish_stats(p, (double)(now - t0) / 1e9, false);
+            publish_stats(p, (double)(now - t0) / 1e9, false, SINK_STATS_PERIODIC);
             /* the next one a period after this one ended, whatever it cost */
             next_stats = mono_ns() + period;
             pthread_mutex_lock(&p->mu);
         }
-        if (publish_state_wanted(p->pub)) {
+        if (live && now >= next_live) {
             pthread_mutex_unlock(&p->mu);
-            publish_state(p);
+            publish_stats(p, (double)(now - t0) / 1e9, false, SINK_STATS_LIVE);
+            next_live = mono_ns() + PIPELINE_LIVE_NS;
+            pthread_mutex_lock(&p->mu);
+        }
+        if (sinks_want_state(p->sinks)) {
+            pthread_mutex_unlock(&p->mu);
+            publish_stats(p, (double)(now - t0) / 1e9, false, SINK_STATS_STATE);
             pthread_mutex_lock(&p->mu);
         }
         /* Every done slot from tail on, sent with the lock released and
@@ -1527,6 +1453,8 @@ static void *publisher_main(void *arg)
             until = next_stats;
         if (until > next_status)
             until = next_status;
+        if (until > next_live)
+            until = next_live;
         cond_wait_until(&p->cv_done, &p->mu, until);
         p->pub_waiting = false;
     }
@@ -1535,23 +1463,22 @@ static void *publisher_main(void *arg)
     /* The last word: every stream's final account, once all was published
      * (not after a hard stop: the publisher is being given up). */
     if (period && !aborted)
-        publish_stats(p, (double)(mono_ns() - t0) / 1e9, true);
+        publish_stats(p, (double)(mono_ns() - t0) / 1e9, true,
+                      SINK_STATS_PERIODIC | (live ? SINK_STATS_LIVE : 0));
     atomic_store(&p->finished, true);
     return NULL;
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
-int pipeline_start(pipeline *p, publisher *pub)
+int pipeline_start(pipeline *p, sink_set *sinks)
 {
     int rc;
 
-    p->pub = pub;
-    p->stats_len = stats_size(p->n_reg);
-    p->stats_buf = malloc(p->stats_len);
-    p->event_len = 4096;
-    p->event_buf = malloc(p->event_len);
-    if (!p->stats_buf || !p->event_buf)
+    p->sinks = sinks;
+    p->snap_len = snap_need(p) * 2;
+    p->snap_buf = malloc(p->snap_len);
+    if (!p->snap_buf)
         return -ENOMEM;
     for (unsigned i = 0; i < p->n_workers; i++) {
         struct worker_arg *a = malloc(sizeof *a);
@@ -1649,8 +1576,7 @@ void pipeline_destroy(pipeline *p)
     free(p->slots);
     free(p->slot_mem);
     free(p->norm_mem);
-    free(p->stats_buf);
-    free(p->event_buf);
+    free(p->snap_buf);
     if (p->wake_ok)
         sem_destroy(&p->wake);
     pthread_cond_destroy(&p->cv_work);

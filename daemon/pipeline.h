@@ -71,6 +71,7 @@
 
 #include "net.h"
 #include "publish.h"
+#include "sink.h"
 #include "source.h"
 
 #define PIPELINE_MAX_STREAMS 1024
@@ -119,7 +120,7 @@ const net_model *pipeline_model(const pipeline *p);
 void     pipeline_reap(pipeline *p);
 /* Start the windower, the workers and the publisher thread, which from now
  * on is the only one to touch pub.  0 or -errno. */
-int      pipeline_start(pipeline *p, publisher *pub);
+int      pipeline_start(pipeline *p, sink_set *sinks);
 /* No source will be added any more: once every stream ended and everything
  * was published, pipeline_finished() becomes true.  (--replay.) */
 void     pipeline_seal(pipeline *p);
@@ -146,6 +147,8 @@ uint64_t pipeline_gaps(const pipeline *p);
 /* Latency percentiles (us) of the windows published in the last complete
  * PIPELINE_STATUS_NS period (0 if none), for STATUS=. */
 #define PIPELINE_STATUS_NS 2000000000LL
+/* Between two SINK_STATS_LIVE snapshots (sinks_want_live). */
+#define PIPELINE_LIVE_NS 1000000000LL
 void     pipeline_latency(const pipeline *p, uint64_t *p50, uint64_t *p99, uint64_t *max);
 /* Stop deadline (main thread, after the sources stopped): from now on the
  * windower empties the rings without classifying, counting what they held

@@ -49,26 +49,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct result {
-    const char   *stream;
-    uint64_t      seq;
-    uint64_t      sample;
-    double        t;            /* Unix time of the window's first sample */
-    int           cls;          /* -1: no class (quality not ok): class, label null */
-    const char   *label;        /* NULL: null */
-    const char   *state;        /* the smoothed state (pipeline.c "States"); NULL: null */
-    float         score;
-    const float  *probs;        /* n_classes values */
-    const float  *logits;       /* n_classes values */
-    int           n_classes;
-    const char   *quality;      /* "ok", "no_signal", "clipped", "nonfinite" */
-    double        rms, peak, crest, kurtosis;   /* of the raw window (NaN: null) */
-    bool          has_detector; /* anomaly and threshold are given */
-    double        anomaly, threshold;
-    bool          gap;
-    int64_t       latency_us;
-    const char   *model;        /* 12 hex digits */
-};
+#include "sink.h"
+
+/* struct result: sink.h */
 
 struct publish_opts {
     char *const *endpoints;
@@ -136,5 +119,8 @@ unsigned publish_subscribers(const publisher *p);
  * message (pipeline.c "States").  (Not "" or "_": a subscriber to
  * everything is not asking, and would otherwise get one at every join.) */
 bool publish_state_wanted(publisher *p);
+
+/* The publisher of a zmq or stdout sink's state (sinks_state()), or NULL. */
+publisher *sink_zmq_publisher(void *state);
 
 #endif

@@ -539,24 +539,23 @@ static void *writer_main(void *arg)
 
 /* ---- _stats ---------------------------------------------------------------- */
 
-void rec_stats_json(const struct rec_tap *rec, const struct rec_tap *keep,
-                    char *b, size_t len, size_t *pos)
+void rec_stats_fill(const struct rec_tap *rec, const struct rec_tap *keep,
+                    struct sink_stream_stats *s)
 {
-    if (rec)
-        publish_json_printf(b, len, pos,
-                            ",\"record\":{\"files\":%" PRIu64 ",\"recorded\":%" PRIu64
-                            ",\"lost\":%" PRIu64 ",\"unrecorded\":%" PRIu64 ",\"bytes\":%" PRIu64
-                            ",\"stopped\":%s}",
-                            rec_get(&rec->files), rec_get(&rec->recorded), rec_get(&rec->lost),
-                            rec_get(&rec->unrecorded), rec_get(&rec->bytes),
-                            atomic_load_explicit(&rec->stopped, memory_order_relaxed)
-                                ? "true" : "false");
-    if (keep)
-        publish_json_printf(b, len, pos,
-                            ",\"keep\":{\"kept\":%" PRIu64 ",\"rate_limited\":%" PRIu64
-                            ",\"capped\":%" PRIu64 ",\"full\":%" PRIu64 ",\"failed\":%" PRIu64
-                            ",\"bytes\":%" PRIu64 "}",
-                            rec_get(&keep->kept), rec_get(&keep->rate_limited), rec_get(&keep->capped),
-                            rec_get(&keep->full), rec_get(&keep->failed), rec_get(&keep->bytes));
+    if ((s->has_record = rec != NULL)) {
+        s->rec_files = rec_get(&rec->files);
+        s->rec_recorded = rec_get(&rec->recorded);
+        s->rec_lost = rec_get(&rec->lost);
+        s->rec_unrecorded = rec_get(&rec->unrecorded);
+        s->rec_bytes = rec_get(&rec->bytes);
+        s->rec_stopped = atomic_load_explicit(&rec->stopped, memory_order_relaxed);
+    }
+    if ((s->has_keep = keep != NULL)) {
+        s->keep_kept = rec_get(&keep->kept);
+        s->keep_rate_limited = rec_get(&keep->rate_limited);
+        s->keep_capped = rec_get(&keep->capped);
+        s->keep_full = rec_get(&keep->full);
+        s->keep_failed = rec_get(&keep->failed);
+        s->keep_bytes = rec_get(&keep->bytes);
+    }
 }
-

@@ -63,10 +63,10 @@ void rec_loss(struct rec_tap *t, uint64_t n);
 void keep_offer(struct rec_tap *t, const struct result *r, const float *x,
                 const struct net_model *m, bool event, const _Atomic bool *may_wait);
 
-/* The `,"record":{...}` and `,"keep":{...}` members of a stream's _stats
- * object (nothing for a NULL tap).  At most REC_STATS_MAX bytes. */
-#define REC_STATS_MAX 400
-void rec_stats_json(const struct rec_tap *rec, const struct rec_tap *keep,
-                    char *b, size_t len, size_t *pos);
+/* The record and keep counters of a stream's snapshot (sink.h; has_record
+ * and has_keep false for a NULL tap). */
+struct sink_stream_stats;
+void rec_stats_fill(const struct rec_tap *rec, const struct rec_tap *keep,
+                    struct sink_stream_stats *s);
 
 #endif

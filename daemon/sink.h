@@ -154,6 +154,11 @@ struct sink_stats {
 struct sink_ops {
     const char *name;           /* table key and config group */
     bool        async;          /* queued: its own thread (see above) */
+    int         stats_kinds;    /* SINK_STATS_* wanted; 0: PERIODIC and LIVE when
+                                 * queued, PERIODIC and STATE when direct */
+    /* Queued sinks: the most messages the queue holds (NULL: the sink's
+     * "queue" key, NAME.queue). */
+    unsigned (*queue)(const struct cfg *c);
     /* From the config: does this sink run? */
     bool (*enabled)(const struct cfg *c);
     /* Open it (bind, connect, ...): 0, or -errno with one line naming the
@@ -195,6 +200,9 @@ typedef struct sink_set sink_set;
 /* Create every enabled sink of the table.  0, or the first failure's
  * -errno with its message in err (the ones created are destroyed). */
 int  sinks_create(const struct cfg *c, sink_set **out, char *err, size_t errlen);
+/* The same from another NULL-terminated table (tests). */
+int  sinks_create_from(const struct sink_ops *const *table, const struct cfg *c,
+                       sink_set **out, char *err, size_t errlen);
 /* Flush: queued sinks get what is queued (at most 2 s each), then every sink
  * is destroyed. */
 void sinks_destroy(sink_set *ss);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "pipeline.h"
 #include "publish.h"
 #include "source.h"
@@ -49,7 +50,8 @@ static int run(struct source *s, bool *flagged, int max)
     char err[512];
     net_model *m = NULL;
     pipeline *pl = NULL;
-    publisher *pub = NULL;
+    sink_set *pub = NULL;
+    struct cfg c;
     char path[] = "/tmp/trident-gap-XXXXXX";
     int fd = mkstemp(path), saved = dup(1), n = 0;
 
@@ -58,16 +60,25 @@ static int run(struct source *s, bool *flagged, int max)
         return -1;
     }
     struct pipeline_opts po = { .workers = 2 };
-    struct publish_opts pubo = { .to_stdout = true, .hwm = 1000 };
+    if (cfg_defaults(&c) < 0)
+        return -1;
+    for (unsigned i = 0; i < c.n_endpoints; i++)   /* stdout only */
+        free(c.endpoints[i]);
+    free(c.endpoints);
+    c.endpoints = NULL;
+    c.n_endpoints = 0;
+    c.to_stdout = true;
+    c.hwm = 1000;
     if (pipeline_create(m, &po, &pl, err, sizeof err) < 0) {
         net_destroy(m);
         return -1;
     }
-    if (publish_create(&pubo, &pub, err, sizeof err) < 0
+    if (sinks_create(&c, &pub, err, sizeof err) < 0
         || pipeline_add_source(pl, s, err, sizeof err) < 0) {
         printf("# %s\n", err);
-        publish_destroy(pub);
+        sinks_destroy(pub);
         pipeline_destroy(pl);
+        cfg_free(&c);
         return -1;
     }
     fflush(stdout);
@@ -77,8 +88,9 @@ static int run(struct source *s, bool *flagged, int max)
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
-    publish_destroy(pub);
+    sinks_destroy(pub);
     pipeline_destroy(pl);
+    cfg_free(&c);
 
     FILE *f = fdopen(fd, "r");
     char line[8192];
