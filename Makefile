@@ -91,8 +91,6 @@ SAN_FLAGS := $(SAN_$(SANITIZER))
 T_CPPFLAGS := -D_GNU_SOURCE -Idsp -Imodel -Iconfig -Idaemon -Itests \
               -DTRIDENT_VERSION='"$(shell cat VERSION 2>/dev/null || echo 0.0.0)"' \
               -DTRIDENT_DATADIR='"$(DATADIR)"' -DTRIDENT_SYSCONFDIR='"$(SYSCONFDIR)"'
-# TEMPORARY (branch sinks): the table of sink.c holds the sinks whose files exist
-T_CPPFLAGS += $(if $(wildcard daemon/sink_http.c),,-DTRIDENT_NO_HTTP) $(if $(wildcard daemon/sink_mqtt.c),,-DTRIDENT_NO_MQTT)
 T_CFLAGS   := -std=c11 -Wall -Wextra -pthread -MMD -MP $(SAN_FLAGS) $(PKG_CFLAGS)
 T_LDFLAGS  := -pthread $(SAN_FLAGS)
 T_LDLIBS   := $(PKG_LIBS) -lm

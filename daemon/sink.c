@@ -34,12 +34,8 @@ const struct sink_ops *const sink_table[] = {
     &sink_zmq_ops,
     &sink_stdout_ops,
     &sink_results_ops,
-#ifndef TRIDENT_NO_HTTP    /* TEMPORARY, while sink_http.c is being written */
     &sink_http_ops,
-#endif
-#ifndef TRIDENT_NO_MQTT    /* TEMPORARY, while sink_mqtt.c is being written */
     &sink_mqtt_ops,
-#endif
     NULL
 };
 
