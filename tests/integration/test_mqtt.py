@@ -311,8 +311,11 @@ def section_replay(build, tag):
 
         # 2. the will
         n0 = lst.n()
+        tk = time.monotonic()
         d.kill()
         off = lst.wait(f"{prefix}/status", lambda p: p == "offline", 60, since=n0)
+        if off:
+            tap.note(f"the will arrived {off[0] - tk:.2f} s after SIGKILL")
         tap.ok(f"{tag}: SIGKILL: the will, offline, arrives on TOPIC/status", off is not None)
         late = Listener(broker.port)
         st = late.wait(f"{prefix}/status", seconds=20)
@@ -360,9 +363,13 @@ def section_conf(build, tag):
         broker.stop()
         time.sleep(2.0)
         tap.ok(f"{tag}: the daemon keeps running without its broker", d.p.poll() is None)
+        tb = time.monotonic()
         tap.ok(f"{tag}: mosquitto started again on the same port", broker.start())
         fresh = Listener(broker.port)
         on = fresh.wait(f"{prefix}/status", lambda p: p == "online", 90)
+        if on:
+            tap.note(f"online again {on[0] - tb:.2f} s after the broker was restarted "
+                     "(2 s away)")
         tap.ok(f"{tag}: reconnect: status online again", on is not None,
                d.stderr()[-400:])
         check_discovery(f"{tag}: reconnect", fresh, prefix, False)
@@ -418,9 +425,11 @@ def section_conf(build, tag):
         # after SIGCONT: the sink publishes again (its P/stats probe, about
         # every second once nothing waits for an acknowledgement)
         n1 = fresh.n()
-        tap.ok(f"{tag}: after SIGCONT the sink publishes again",
-               fresh.wait(f"{prefix}/stats", seconds=90, since=n1) is not None,
+        back = fresh.wait(f"{prefix}/stats", seconds=90, since=n1)
+        tap.ok(f"{tag}: after SIGCONT the sink publishes again", back is not None,
                d.stderr()[-400:])
+        if back:
+            tap.note(f"publishing again {back[0] - t1:.2f} s after SIGCONT")
         a2 = mq_account()
         tap.note(f"mqtt sink account after recovery {a2}")
 
@@ -429,6 +438,9 @@ def section_conf(build, tag):
         tap.ok(f"{tag}: SIGTERM: exit 0", rc == 0, f"rc {rc} {d.stderr()[-400:]}")
         st = fresh.find(f"{prefix}/status", since=n2)
         tap.ok(f"{tag}: a clean exit says offline", bool(st) and st[-1][2] == "offline", f"{st}")
+        for ln in d.stderr().splitlines():
+            if " mqtt: " in ln:
+                tap.note(f"daemon: {ln}")
         rep = sanitizer_report(d.stderr())
         tap.ok(f"{tag}: no sanitizer report (config daemon)", not rep, rep)
     finally:
