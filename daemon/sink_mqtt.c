@@ -926,12 +926,30 @@ static int mqtt_create(const struct cfg *c, void **state, char *err, size_t errl
     return 0;
 }
 
+/* The model the payloads name.  Results and events carry its digest before
+ * the first snapshot brings its kind; a change goes out again in every
+ * discovery config (the device's model) and every retained state. */
+static void set_model(struct mq *q, const char *model, const char *kind)
+{
+    if (!strcmp(model, q->model) && (!kind || !strcmp(kind, q->kind)))
+        return;
+    snprintf(q->model, sizeof q->model, "%s", model);
+    if (kind)
+        snprintf(q->kind, sizeof q->kind, "%s", kind);
+    for (unsigned i = 0; i < q->n_st; i++) {
+        q->st[i].disc_gen = 0;
+        q->st[i].state_dirty = q->st[i].state != NULL;
+    }
+}
+
 static int mqtt_result(void *arg, const struct result *r)
 {
     struct mq *q = arg;
     struct mq_stream *s = stream_get(q, r->stream);
     if (!s)
         return -ENOMEM;
+    if (r->model && !q->model[0])
+        set_model(q, r->model, NULL);
     if (!s->label || !r->label || strcmp(s->label, r->label)) {
         free(s->label);
         s->label = xstrdup(r->label);
@@ -1006,6 +1024,8 @@ static int mqtt_event(void *arg, const struct sink_event *e)
     struct mq_stream *s = stream_get(q, e->stream);
     if (!s)
         return -ENOMEM;
+    if (e->model && !q->model[0])
+        set_model(q, e->model, NULL);
     if (e->to && (!s->state || strcmp(s->state, e->to))) {
         char *n = strdup(e->to);
         if (!n)
@@ -1109,12 +1129,8 @@ static int mqtt_stats(void *arg, const struct sink_stats *st, int kind)
 {
     struct mq *q = arg;
     (void)kind;
-    if (st->model && strcmp(st->model, q->model)) {
-        snprintf(q->model, sizeof q->model, "%s", st->model);
-        snprintf(q->kind, sizeof q->kind, "%s", st->model_kind ? st->model_kind : "");
-        for (unsigned i = 0; i < q->n_st; i++)
-            q->st[i].disc_gen = 0;          /* the device's model changed */
-    }
+    if (st->model)
+        set_model(q, st->model, st->model_kind ? st->model_kind : "");
     for (unsigned i = 0; i < st->n_streams; i++) {
         const struct sink_stream_stats *ss = &st->streams[i];
         struct mq_stream *s = stream_get(q, ss->stream);

@@ -233,6 +233,23 @@ static size_t sub_count(struct sub *s, const char *topic)
     return n;
 }
 
+/* How many messages so far (the network thread appends under s->lk). */
+static size_t sub_n(struct sub *s)
+{
+    pthread_mutex_lock(&s->lk);
+    size_t n = s->n;
+    pthread_mutex_unlock(&s->lk);
+    return n;
+}
+
+static bool sub_subscribed(struct sub *s)
+{
+    pthread_mutex_lock(&s->lk);
+    bool r = s->subscribed;
+    pthread_mutex_unlock(&s->lk);
+    return r;
+}
+
 static char *sub_payload(struct sub *s, long i)
 {
     pthread_mutex_lock(&s->lk);
@@ -367,7 +384,7 @@ TEST(publishes_and_retains)
     pid_t b = broker_start(port, NULL);
     REQUIRE(b > 0);
     struct sub *live = sub_start(port, NULL, NULL);
-    REQUIRE(live && live->subscribed);
+    REQUIRE(live && sub_subscribed(live));
 
     struct cfg c;
     cfg_for(&c, port);
@@ -456,7 +473,7 @@ TEST(publishes_and_retains)
     CHECK(sub_find(late, TOPIC "/fan_1/event", NULL, 0) < 0);   /* events: not retained */
     CHECK(sink_mqtt_ops.lost(s) == 0);
 
-    size_t before = live->n;
+    size_t before = sub_n(live);
     double t0 = now_s();
     sink_mqtt_ops.destroy(s);
     CHECKF(now_s() - t0 < 2.5, "destroy took %.2f s", now_s() - t0);
@@ -619,7 +636,7 @@ TEST(stalled_broker)
     printf("# stalled: %llu results fed, %llu lost, slowest round %.1f ms\n",
            (unsigned long long)(seq - 100), (unsigned long long)lost, worst * 1e3);
     kill(b, SIGCONT);
-    size_t before = live->n;
+    size_t before = sub_n(live);
     CHECK(feed_event(s, "fan+1", "idle", "after", 9999) == 0);
     CHECK(wait_msg(live, s, TOPIC "/fan_1/event", "\"to\":\"after\"", before, 20) >= 0);
     CHECK(feed_result(s, "pump/0", 999999) == 0);
@@ -654,7 +671,7 @@ TEST(password)
     pid_t b = broker_start(port, extra);
     REQUIRE(b > 0);
     struct sub *live = sub_start(port, "user", "s3cret");
-    REQUIRE(live && live->subscribed);
+    REQUIRE(live && sub_subscribed(live));
 
     struct cfg c;
     cfg_for(&c, port);
